@@ -1,0 +1,77 @@
+"""Staff roles as Django groups, kept in step with this table after every `migrate`.
+
+A permission is "app_label.codename". "view:*" grants every view permission of the project's
+own apps (read-only access everywhere). Permissions of apps not installed yet are skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CAMPAIGN_MANAGER = "Campaign manager"
+CARE_AGENT = "Care agent"
+CARE_SUPERVISOR = "Care supervisor"
+AUDITOR = "Auditor"
+
+PROJECT_APPS = ("audit", "meters", "tokens", "campaigns", "sms", "partners", "care")
+
+ROLES: dict[str, list[str]] = {
+    CAMPAIGN_MANAGER: [
+        "view:*",
+        "campaigns.add_campaign",
+        "campaigns.change_campaign",
+        "campaigns.add_batch",
+        "campaigns.change_batch",
+        "campaigns.schedule_batch",
+    ],
+    CARE_AGENT: [
+        "view:*",
+        "campaigns.change_enrollment",
+        "care.add_carecase",
+        "care.change_carecase",
+        "care.add_casecomment",
+        "meters.resend_codes",
+    ],
+    CARE_SUPERVISOR: [
+        "view:*",
+        "campaigns.change_enrollment",
+        "care.add_carecase",
+        "care.change_carecase",
+        "care.add_casecomment",
+        "meters.resend_codes",
+        "tokens.view_token_digits",
+        "tokens.issue_management_token",
+    ],
+    AUDITOR: ["view:*"],
+}
+
+
+def roles_sync() -> None:
+    """Create the role groups and set their permissions exactly to ROLES."""
+    from django.contrib.auth.models import Group, Permission
+
+    permissions = Permission.objects.select_related("content_type")
+    by_name = {f"{p.content_type.app_label}.{p.codename}": p for p in permissions}
+    for role, names in ROLES.items():
+        granted = []
+        for name in names:
+            if name == "view:*":
+                granted += [
+                    p
+                    for key, p in by_name.items()
+                    if p.content_type.app_label in PROJECT_APPS and p.codename.startswith("view_")
+                    and key != "tokens.view_token_digits"
+                ]
+            elif name in by_name:
+                granted.append(by_name[name])
+        group, _ = Group.objects.get_or_create(name=role)
+        group.permissions.set(granted)
+
+
+def roles_sync_after_migrate(sender: Any, **kwargs: Any) -> None:
+    from django.apps import apps
+
+    # post_migrate fires once per app, and each app's permissions are created by its own
+    # signal: sync once, after the last app, when every permission exists.
+    if sender.name == list(apps.get_app_configs())[-1].name:
+        roles_sync()

@@ -1,0 +1,19 @@
+"""Settings for the test suite. DATABASE_URL points it at PostgreSQL (as CI does)."""
+
+from __future__ import annotations
+
+import secrets
+
+from .base import *  # noqa: F403
+
+DEBUG = False
+STS_KEK = secrets.token_hex(32)
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+SMS_BACKEND = "sms.backends.memory.MemoryBackend"
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
