@@ -1,0 +1,62 @@
+"""Exception hierarchy of the STS engine.
+
+Every error the engine raises on purpose is an :class:`StsError`, which is a
+``ValueError`` so that callers that only know "bad input" still catch it. Each
+subclass names one precise failure so that a back office can tell a typo
+(:class:`CrcMismatch`) from a configuration mistake (:class:`UnknownAlgorithm`).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AmountOutOfRange",
+    "CrcMismatch",
+    "InvalidKey",
+    "InvalidMeterNumber",
+    "InvalidParameter",
+    "InvalidTokenFormat",
+    "KeyExpired",
+    "StsError",
+    "TidOutOfRange",
+    "UnknownAlgorithm",
+]
+
+
+class StsError(ValueError):
+    """Base class of every error raised by :mod:`tokens.sts`."""
+
+
+class InvalidMeterNumber(StsError):
+    """A meter number (DRN) or PAN is malformed or fails its Luhn check."""
+
+
+class InvalidTokenFormat(StsError):
+    """A token string is not 20 decimal digits, is >= 2**66, or has a reserved class/subclass."""
+
+
+class CrcMismatch(StsError):
+    """The CRC of a decoded token does not match: wrong decoder key, wrong EA, or a typo."""
+
+
+class UnknownAlgorithm(StsError):
+    """An EA (encryption algorithm) or DKGA code that the engine does not implement."""
+
+
+class InvalidKey(StsError):
+    """A vending or decoder key of the wrong length, or a key that is missing."""
+
+
+class AmountOutOfRange(StsError):
+    """An amount that is negative, too large for its field, or has too many decimals."""
+
+
+class TidOutOfRange(StsError):
+    """A TID outside 24 bits, before the base date, or on the reserved minute (TID % 1440 == 1)."""
+
+
+class KeyExpired(StsError):
+    """The TID is past the key expiry number: ``(TID >> 16) > KEN`` (reference.md section 4)."""
+
+
+class InvalidParameter(StsError):
+    """Any other token field out of range (RND, subclass, KRN, KT, TI, SGC, KEN, ...)."""
