@@ -59,7 +59,8 @@ def roles_sync() -> None:
                 granted += [
                     p
                     for key, p in by_name.items()
-                    if p.content_type.app_label in PROJECT_APPS and p.codename.startswith("view_")
+                    if p.content_type.app_label in PROJECT_APPS
+                    and p.codename.startswith("view_")
                     and key != "tokens.view_token_digits"
                 ]
             elif name in by_name:

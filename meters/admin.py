@@ -33,7 +33,17 @@ class EstimatedCountPaginator(Paginator):
 
 @admin.register(Meter)
 class MeterAdmin(admin.ModelAdmin):
-    list_display = ("meter_number", "customer_name", "phone", "account_number", "region", "sgc", "krn", "status", "key_state")
+    list_display = (
+        "meter_number",
+        "customer_name",
+        "phone",
+        "account_number",
+        "region",
+        "sgc",
+        "krn",
+        "status",
+        "key_state",
+    )
     list_filter = ("status", "key_state", "region", "sgc", "krn")
     # Exact matches ride the unique and secondary indexes; a LIKE over millions of rows would not.
     search_fields = ("=meter_number", "=phone", "=account_number")
@@ -42,7 +52,9 @@ class MeterAdmin(admin.ModelAdmin):
     show_full_result_count = False
     readonly_fields = ("created_at", "updated_at")
 
-    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Meter], search_term: str) -> tuple[QuerySet[Meter], Any]:
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Meter], search_term: str
+    ) -> tuple[QuerySet[Meter], Any]:
         term = search_term.strip()
         try:
             # Care agents type what the customer reads out: "0712 345 678" finds "+254712345678".

@@ -12,7 +12,9 @@ SECRET_KEY = env_secret("DJANGO_SECRET_KEY") or ""
 if not SECRET_KEY:
     raise ImproperlyConfigured("DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) must be set in production.")
 if not STS_KEK:  # noqa: F405
-    raise ImproperlyConfigured("STS_KEK (or STS_KEK_FILE) must be set in production: vending keys are wrapped under it.")
+    raise ImproperlyConfigured(
+        "STS_KEK (or STS_KEK_FILE) must be set in production: vending keys are wrapped under it."
+    )
 
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
