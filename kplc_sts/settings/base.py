@@ -51,12 +51,14 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "accounts",
     "audit",
     "meters",
     "tokens",
     "campaigns",
     "sms",
+    "partners",
 ]
 
 MIDDLEWARE = [

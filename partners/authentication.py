@@ -1,0 +1,117 @@
+"""`Authorization: Api-Key <key>` for the partner API, plus the permission and throttle that go with it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.throttling import SimpleRateThrottle
+
+from .models import Partner, PartnerApiKey
+from .services import partner_api_key_authenticate, partner_ip_allowed
+
+logger = logging.getLogger(__name__)
+
+KEYWORD = "Api-Key"
+
+
+@dataclass(frozen=True)
+class PartnerPrincipal:
+    """request.user for partner requests: not a staff account, never has staff permissions."""
+
+    partner: Partner
+    api_key: PartnerApiKey
+    is_authenticated: bool = True
+    is_active: bool = True
+    is_staff: bool = False
+    is_superuser: bool = False
+
+    @property
+    def pk(self) -> int:
+        return self.partner.pk
+
+    def get_username(self) -> str:
+        return f"partner:{self.partner.pk}"
+
+    def has_perm(self, perm: str, obj: Any = None) -> bool:
+        return False
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    def authenticate(self, request: Request) -> tuple[PartnerPrincipal, PartnerApiKey] | None:
+        header = get_authorization_header(request).split()
+        if not header or header[0].decode("latin-1").lower() != KEYWORD.lower():
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Send the header as 'Authorization: Api-Key <key>'.")
+        try:
+            raw_key = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("Invalid API key.") from None
+        api_key = partner_api_key_authenticate(raw_key=raw_key)
+        if api_key is None:
+            logger.warning("partner API: rejected an invalid or revoked key (prefix %s)", raw_key[5:13])
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        if not api_key.partner.active:
+            raise exceptions.AuthenticationFailed("This partner account is suspended.")
+        return PartnerPrincipal(partner=api_key.partner, api_key=api_key), api_key
+
+    def authenticate_header(self, request: Request) -> str:
+        # A WWW-Authenticate header makes DRF answer 401 rather than 403.
+        return KEYWORD
+
+
+class IpNotAllowed(exceptions.PermissionDenied):
+    default_code = "IP_NOT_ALLOWED"
+    default_detail = "Requests from this address are not allowed for this partner."
+
+
+class IsPartner(BasePermission):
+    """An authenticated partner calling from one of its allowed addresses."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        principal = request.user
+        if not isinstance(principal, PartnerPrincipal):
+            return False
+        if not partner_ip_allowed(partner=principal.partner, ip=request.META.get("REMOTE_ADDR", "")):
+            logger.warning("partner API: partner %s called from a disallowed address", principal.partner.pk)
+            raise IpNotAllowed()
+        return True
+
+
+class PartnerRateThrottle(SimpleRateThrottle):
+    """Per-partner request rate, counted in the cache (Redis in production).
+
+    For fairness between partners, not for security (DRF's counters are not atomic); the money
+    limits are enforced in the vend's database transaction. If the cache is down the request is
+    let through: a vend must not fail because Redis did.
+    """
+
+    scope = "partner"
+
+    def get_rate(self) -> str:
+        return getattr(settings, "PARTNER_DEFAULT_THROTTLE_RATE", "3000/min")
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        principal = request.user
+        if not isinstance(principal, PartnerPrincipal):
+            return True
+        if principal.partner.throttle_rate:
+            try:
+                self.num_requests, self.duration = self.parse_rate(principal.partner.throttle_rate)
+            except (ValueError, KeyError):
+                logger.warning("partner %s has an unreadable throttle rate; using the default", principal.partner.pk)
+        try:
+            return super().allow_request(request, view)
+        except Exception:  # noqa: BLE001 - cache outage: fail open, the money limits still hold
+            logger.warning("partner API: throttle cache unavailable, request allowed", exc_info=True)
+            return True
+
+    def get_cache_key(self, request: Request, view: Any) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": request.user.partner.pk}

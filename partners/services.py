@@ -1,0 +1,152 @@
+"""Partners, their API keys and their daily vend totals."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from datetime import date
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from audit.services import audit_record
+
+from .models import Partner, PartnerApiKey, PartnerDailyTotal
+
+KEY_SCHEME = "kplc"
+_PREFIX_BYTES = 4  # 8 hex characters in clear: enough to find the row, useless to an attacker
+
+
+def _digest(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def partner_create(
+    *,
+    name: str,
+    daily_limit: Decimal | None = None,
+    min_vend_amount: Decimal | None = None,
+    max_vend_amount: Decimal | None = None,
+    allowed_ips: str = "",
+    throttle_rate: str = "",
+    actor_label: str = "system",
+) -> Partner:
+    fields: dict[str, object] = {"name": name, "daily_limit": daily_limit, "allowed_ips": allowed_ips}
+    if min_vend_amount is not None:
+        fields["min_vend_amount"] = min_vend_amount
+    if max_vend_amount is not None:
+        fields["max_vend_amount"] = max_vend_amount
+    if throttle_rate:
+        fields["throttle_rate"] = throttle_rate
+    with transaction.atomic():
+        partner = Partner.objects.create(**fields)
+        audit_record(action="partner.created", actor_label=actor_label, target=partner, name=name)
+    return partner
+
+
+def partner_api_key_create(
+    *, partner: Partner, name: str = "", actor: object = None, actor_label: str = ""
+) -> tuple[PartnerApiKey, str]:
+    """Create a key and return it with its plaintext, which is never stored and cannot be shown again."""
+    for _attempt in range(5):
+        prefix = secrets.token_hex(_PREFIX_BYTES)
+        raw_key = f"{KEY_SCHEME}_{prefix}.{secrets.token_urlsafe(32)}"
+        try:
+            with transaction.atomic():
+                api_key = PartnerApiKey.objects.create(
+                    partner=partner,
+                    name=name,
+                    prefix=prefix,
+                    key_hash=_digest(raw_key),
+                    created_by=actor_label or getattr(actor, "username", "") or "system",
+                )
+                audit_record(
+                    action="partner.api_key_created",
+                    actor=actor,
+                    actor_label=actor_label,
+                    target=api_key,
+                    partner=partner.pk,
+                    prefix=prefix,
+                )
+        except IntegrityError:
+            continue  # prefix collision: 1 in 4 billion per existing key, try another
+        return api_key, raw_key
+    raise RuntimeError("could not allocate a unique API key prefix")
+
+
+def partner_api_key_revoke(*, api_key: PartnerApiKey, actor: object = None, actor_label: str = "") -> bool:
+    """Revoke a key (effective on the next request). False if it was already revoked."""
+    with transaction.atomic():
+        revoked = PartnerApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        if revoked:
+            audit_record(
+                action="partner.api_key_revoked",
+                actor=actor,
+                actor_label=actor_label,
+                target=api_key,
+                partner=api_key.partner_id,
+                prefix=api_key.prefix,
+            )
+    api_key.refresh_from_db(fields=["revoked_at"])
+    return bool(revoked)
+
+
+def partner_api_key_authenticate(*, raw_key: str) -> PartnerApiKey | None:
+    """The active key matching `raw_key`, with its partner loaded, or None."""
+    scheme, _, rest = raw_key.partition("_")
+    prefix, dot, _secret = rest.partition(".")
+    if scheme != KEY_SCHEME or not dot or len(prefix) != _PREFIX_BYTES * 2:
+        return None
+    api_key = PartnerApiKey.objects.select_related("partner").filter(prefix=prefix).first()
+    if api_key is None or not hmac.compare_digest(api_key.key_hash, _digest(raw_key)):
+        return None
+    if api_key.revoked_at is not None:
+        return None
+    return api_key
+
+
+def partner_ip_allowed(*, partner: Partner, ip: str) -> bool:
+    entries = [line.strip() for line in partner.allowed_ips.replace(",", "\n").splitlines() if line.strip()]
+    if not entries:
+        return True
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    for entry in entries:
+        try:
+            if address in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue  # a malformed line allows nothing; the admin form validates new entries
+    return False
+
+
+def partner_daily_reserve(*, partner: Partner, amount: Decimal, day: date) -> bool:
+    """Add `amount` to the partner's total for `day` if it stays within the daily limit.
+
+    Must run inside the vend's transaction: the conditional UPDATE locks the day's row until
+    commit, so concurrent vends cannot both squeeze under the limit, and a vend that fails later
+    rolls its reservation back. Callers do this last to keep that lock short.
+    """
+    if partner.daily_limit is None:
+        return True
+    headroom = partner.daily_limit - amount
+    if headroom < 0:
+        return False
+    rows = PartnerDailyTotal.objects.filter(partner=partner, day=day, amount__lte=headroom)
+    if rows.update(amount=F("amount") + amount, vend_count=F("vend_count") + 1):
+        return True
+    if PartnerDailyTotal.objects.filter(partner=partner, day=day).exists():
+        return False
+    PartnerDailyTotal.objects.bulk_create([PartnerDailyTotal(partner=partner, day=day)], ignore_conflicts=True)
+    return bool(rows.update(amount=F("amount") + amount, vend_count=F("vend_count") + 1))
+
+
+def partner_daily_total(*, partner: Partner, day: date) -> Decimal:
+    total = PartnerDailyTotal.objects.filter(partner=partner, day=day).values_list("amount", flat=True).first()
+    return total or Decimal("0")
