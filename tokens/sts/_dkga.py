@@ -1,6 +1,111 @@
-"""Decoder key generation (reference.md section 7). Work in progress."""
+"""Decoder key generation: DKGA02 and DKGA04 (reference.md section 7).
+
+DKGA01 and DKGA03 are legacy and the public sources disagree on them (section 7.4): not implemented.
+"""
 
 from __future__ import annotations
+
+import hashlib
+import hmac
+from functools import lru_cache
+
+from Crypto.Cipher import DES
+
+from ._ciphers import EA07, EA09, EA11, normalise_ea
+from ._errors import InvalidKey, InvalidParameter, UnknownAlgorithm
+from ._ident import IIN_11_DIGIT, normalise_base_date, validate_pan
+
+__all__ = ["check_kt", "check_krn", "check_sgc", "check_ti", "clear_key_caches", "derive_decoder_key", "normalise_dkga"]
+
+
+def normalise_dkga(dkga: str | int) -> str:
+    text = str(dkga).strip()
+    if text.isascii() and text.isdigit() and len(text) <= 2:
+        code = f"{int(text):02d}"
+        if code in ("02", "04"):
+            return code
+    raise UnknownAlgorithm(f"unsupported key generation algorithm DKGA{dkga!r}; supported: 02, 04")
+
+
+def check_sgc(sgc: str | int) -> str:
+    """Supply group code: 6 decimal digits (an int is zero-padded)."""
+    text = f"{sgc:06d}" if isinstance(sgc, int) and not isinstance(sgc, bool) else str(sgc).strip()
+    if len(text) != 6 or not text.isascii() or not text.isdigit():
+        raise InvalidParameter(f"SGC must be 6 decimal digits, got {sgc!r}")
+    return text
+
+
+def check_ti(ti: int | str) -> int:
+    """Tariff index: two decimal digits 00..99 (``"01"`` or ``1``)."""
+    try:
+        value = int(ti)
+    except (TypeError, ValueError):
+        raise InvalidParameter(f"TI must be 00..99, got {ti!r}") from None
+    if not 0 <= value <= 99 or isinstance(ti, bool):
+        raise InvalidParameter(f"TI must be 00..99, got {ti!r}")
+    return value
+
+
+def check_krn(krn: int) -> int:
+    """Key revision number: one digit 1..9 (reference.md section 1)."""
+    if not isinstance(krn, int) or isinstance(krn, bool) or not 1 <= krn <= 9:
+        raise InvalidParameter(f"KRN must be 1..9, got {krn!r}")
+    return krn
+
+
+def check_kt(kt: int) -> int:
+    """Key type 0..3 (DITK, DDTK, DUTK, DCTK)."""
+    if not isinstance(kt, int) or isinstance(kt, bool) or not 0 <= kt <= 3:
+        raise InvalidParameter(f"KT must be 0..3, got {kt!r}")
+    return kt
+
+
+@lru_cache(maxsize=32)
+def _des_for_vending_key(vending_key: bytes):  # noqa: ANN202 - pycryptodome has no public cipher type
+    # Creating a DES object costs ~5 us, more than the encryption itself. A batch re-keys
+    # thousands of meters under the same vending key, so keep a few ECB objects (stateless,
+    # so sharing them is safe). clear_key_caches() drops them, e.g. after a key is retired.
+    return DES.new(vending_key, DES.MODE_ECB)
+
+
+def clear_key_caches() -> None:
+    """Forget cached vending-key cipher objects."""
+    _des_for_vending_key.cache_clear()
+
+
+def _dkga02(vending_key: bytes, pan: str, sgc: str, ti: int, krn: int, kt: int) -> bytes:
+    # PANBlock: PAN digits 1..16 as hex nibbles; for KT 3 (common key) the DRN digits are zeros
+    # (reference.md 7.1, two sources agree, no vector: U).
+    pan_digits = pan[1:17]
+    if kt == 3:
+        iin_len = 5 if pan.startswith(IIN_11_DIGIT) else 3
+        pan_digits = pan_digits[:iin_len] + "0" * (16 - iin_len)
+    pan_block = int(pan_digits, 16)
+    control = int(f"{kt:X}{sgc}{ti:02d}{krn:X}FFFFFF", 16)
+    x = pan_block ^ control
+    des_x = int.from_bytes(_des_for_vending_key(vending_key).encrypt(x.to_bytes(8, "big")), "big")
+    # DK = DES_VK(X) xor X xor VK (reference.md 7.2)
+    return (des_x ^ x ^ int.from_bytes(vending_key, "big")).to_bytes(8, "big")
+
+
+def _lv(text: str) -> bytes:
+    raw = text.encode("ascii")
+    return bytes((len(raw),)) + raw
+
+
+def _dkga04(vending_key: bytes, pan: str, sgc: str, ti: int, krn: int, kt: int, base_code: str, ea: str) -> bytes:
+    # One HMAC-SHA-256 over Label(4 items) 0x00 Context(4 items) L (reference.md 7.3); the item
+    # counts 0x04 are what makes the STS531 vectors reproduce.
+    bits = 128 if ea == EA11 else 64
+    message = b"".join(
+        (
+            b"\x04", _lv("04"), _lv(base_code), _lv(ea), _lv(f"{ti:02d}"),
+            b"\x00",
+            b"\x04", _lv(sgc), _lv(f"{kt:X}"), _lv(f"{krn:X}"), _lv(pan),
+            bits.to_bytes(4, "big"),
+        )
+    )  # fmt: skip
+    return hmac.digest(vending_key, message, hashlib.sha256)[: bits // 8]
 
 
 def derive_decoder_key(
@@ -15,5 +120,35 @@ def derive_decoder_key(
     base_date: int = 1993,
     ea: str = "07",
 ) -> bytes:
-    """Derive a meter's decoder key with DKGA02 (DES) or DKGA04 (HMAC-SHA-256)."""
-    raise NotImplementedError
+    """Derive a meter's decoder key (big-endian bytes).
+
+    * DKGA02 (reference.md 7.2): ``DES_VK(PANBlock ^ CONTROLBlock) ^ (PANBlock ^ CONTROLBlock) ^ VK``;
+      VK must be 8 bytes; produces a 64-bit key for EA07 or EA09. ``base_date`` is not an input.
+    * DKGA04 (reference.md 7.3): HMAC-SHA-256 KDF; 8 bytes for EA07, 16 bytes for EA11; the base
+      date is an input. EA09 is refused with DKGA04 (no source describes that combination).
+
+    ``pan`` is the 18-digit PAN (see :func:`pan_from_meter_number`), ``sgc`` 6 digits, ``ti`` 0..99,
+    ``krn`` 1..9, ``kt`` 0..3.
+    """
+    code = normalise_dkga(dkga)
+    ea_code = normalise_ea(ea)
+    if not isinstance(vending_key, bytes | bytearray):
+        raise InvalidKey(f"vending key must be bytes, got {type(vending_key).__name__}")
+    vending_key = bytes(vending_key)
+    pan = validate_pan(pan)
+    sgc = check_sgc(sgc)
+    ti = check_ti(ti)
+    krn = check_krn(krn)
+    kt = check_kt(kt)
+    bd = normalise_base_date(base_date)
+    if code == "02":
+        if ea_code not in (EA07, EA09):
+            raise UnknownAlgorithm(f"DKGA02 makes 64-bit keys; EA{ea_code} needs DKGA04")
+        if len(vending_key) != 8:
+            raise InvalidKey(f"DKGA02 needs a 64-bit vending key, got {len(vending_key)} bytes")
+        return _dkga02(vending_key, pan, sgc, ti, krn, kt)
+    if ea_code == EA09:
+        raise UnknownAlgorithm("DKGA04 with EA09 is not described by any public source")
+    if len(vending_key) < 8:
+        raise InvalidKey(f"DKGA04 vending key is too short ({len(vending_key)} bytes; STS uses 20)")
+    return _dkga04(vending_key, pan, sgc, ti, krn, kt, bd.code, ea_code)

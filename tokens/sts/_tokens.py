@@ -1,42 +1,426 @@
-"""Token building and decoding (reference.md sections 2 and 3). Work in progress."""
+"""Building and decoding 20-digit tokens (reference.md sections 2 and 3).
+
+Pipeline (section 10): fields -> 50-bit Class|SubClass|Data -> CRC (7 bytes, byte-swapped) ->
+64-bit block SubClass|Data|CRC -> encrypt (class 0 and 2 only) -> class-bit transposition ->
+decimal, zero-padded to 20 digits. Decoding runs it backwards and checks the CRC.
+"""
 
 from __future__ import annotations
 
+import enum
+import re
+import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
+
+from ._amount import (
+    decode_amount,
+    decode_currency_amount,
+    decode_transfer_amount,
+    encode_amount,
+    encode_currency_amount,
+)
+from ._ciphers import EA11, BlockCipher, check_key, make_cipher, normalise_ea
+from ._crc import sts_crc_field
+from ._dkga import check_krn, check_kt, check_sgc, check_ti
+from ._errors import (
+    AmountOutOfRange,
+    CrcMismatch,
+    InvalidKey,
+    InvalidParameter,
+    InvalidTokenFormat,
+)
+from ._ident import check_ken, check_tid, tid_to_datetime
+
+__all__ = [
+    "KEY_REVISION_DISPLAY_CONTROL",
+    "DecodedToken",
+    "TokenKind",
+    "credit_token",
+    "decode_token",
+    "format_token",
+    "key_change_tokens",
+    "management_token",
+    "parse_token",
+    "test_token",
+]
+
+CLASS_TRANSFER = 0
+CLASS_TEST = 1
+CLASS_MANAGEMENT = 2
+
+# class 2 subclasses (reference.md 3.3)
+SUB_SET_MAX_POWER = 0
+SUB_CLEAR_CREDIT = 1
+SUB_SET_TARIFF_RATE = 2
+SUB_KCT1 = 3
+SUB_KCT2 = 4
+SUB_CLEAR_TAMPER = 5
+SUB_SET_PHASE_UNBALANCE = 6
+SUB_SET_WATER_FACTOR = 7
+SUB_KCT3 = 8
+SUB_KCT4 = 9
+#: class 2 subclasses that carry RND|TID|16-bit value
+MANAGEMENT_SUBCLASSES = frozenset({0, 1, 2, 5, 6, 7})
+_KCT_SUBCLASSES = {SUB_KCT1: 1, SUB_KCT2: 2, SUB_KCT3: 3, SUB_KCT4: 4}
+
+#: class 1 subclass 0 control value that makes a meter display its key revision number: the
+#: Eskom test token 1844 6744 0738 4377 2416 (reference.md 3.2).
+KEY_REVISION_DISPLAY_CONTROL = 0x8
+
+_MAX_TOKEN = 1 << 66
+_SEPARATORS = re.compile(r"[\s-]")
+
+
+class TokenKind(enum.StrEnum):
+    CREDIT = "credit"
+    CURRENCY_CREDIT = "currency_credit"
+    MANAGEMENT = "management"
+    KCT1 = "kct1"
+    KCT2 = "kct2"
+    KCT3 = "kct3"
+    KCT4 = "kct4"
+    TEST = "test"
 
 
 @dataclass(frozen=True)
 class DecodedToken:
-    """A decoded token (fields not used by the token kind are None)."""
+    """A decoded, CRC-checked token. Fields that do not belong to the token kind are None.
+
+    * credit (class 0, sub 0..3): ``rnd``, ``tid``, ``amount_field`` (16 bits), ``units``
+      (Decimal, in kWh / m3 / ...: the field counts 0.1 units).
+    * currency credit (class 0, sub 4..7): ``se`` (sign/exponent nibble), ``tid``, ``amount_field``
+      (the 20-bit value s|e|m), ``units`` (signed Decimal currency amount).
+    * management (class 2, sub 0,1,2,5,6,7): ``rnd``, ``tid``, ``value`` (raw 16 bits); for power
+      limits (sub 0 and 6) ``units`` is the decoded value in watts.
+    * KCT1 (class 2/3): ``kenho``, ``krn``, ``ro``, ``res``, ``kt``, ``nkho``;
+      KCT2 (class 2/4): ``kenlo``, ``ti``, ``nklo``; KCT3/KCT4 (class 2/8, 2/9): ``sgc_part``
+      (12 bits of the new SGC), ``nkmo`` (key bits 95..64 for KCT3, 63..32 for KCT4).
+    * test (class 1): ``control``, ``mfr``.
+    """
 
     token_class: int
     subclass: int
-    kind: str
+    kind: TokenKind
+    block: int
     tid: int | None = None
     rnd: int | None = None
     amount_field: int | None = None
     units: Decimal | None = None
     value: int | None = None
+    se: int | None = None
+    kenho: int | None = None
+    krn: int | None = None
+    ro: int | None = None
+    res: int | None = None
+    kt: int | None = None
+    nkho: int | None = None
+    kenlo: int | None = None
+    ti: int | None = None
+    nklo: int | None = None
+    sgc_part: int | None = None
+    nkmo: int | None = None
+    control: int | None = None
+    mfr: int | None = None
+
+    @property
+    def is_key_change(self) -> bool:
+        return self.kind in (TokenKind.KCT1, TokenKind.KCT2, TokenKind.KCT3, TokenKind.KCT4)
+
+    def tid_datetime(self, base_date: int) -> datetime | None:
+        """The minute the TID stands for under ``base_date`` (None for tokens without a TID)."""
+        return None if self.tid is None else tid_to_datetime(self.tid, base_date)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _check_int(name: str, value: int, bits: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << bits:
+        raise InvalidParameter(f"{name} must be an integer in 0..{(1 << bits) - 1}, got {value!r}")
+    return value
+
+
+def _rnd(rnd: int | None) -> int:
+    # RND: 4 bits, any value is valid (reference.md 3.1)
+    return secrets.randbelow(16) if rnd is None else _check_int("RND", rnd, 4)
+
+
+def _block(token_class: int, subclass: int, data44: int, *, currency: bool = False) -> int:
+    crc = sts_crc_field(token_class << 48 | subclass << 44 | data44, currency=currency)
+    return subclass << 60 | data44 << 16 | crc
+
+
+def _transpose(encrypted: int, token_class: int) -> str:
+    # reference.md 2.2: class bits go to 28/27, the displaced bits to 65/64; 2.3: 20 digits.
+    value = (encrypted & ~0x18000000) | token_class << 27 | (encrypted >> 27 & 3) << 64
+    return f"{value:020d}"
 
 
 def format_token(digits: str) -> str:
-    raise NotImplementedError
+    """``"12345678901234567890"`` -> ``"1234-5678-9012-3456-7890"`` (separators in the input ignored)."""
+    clean = _clean_digits(digits)
+    return "-".join(clean[i : i + 4] for i in range(0, 20, 4))
 
 
-def credit_token(*, ea, decoder_key, tid, units=None, amount_field=None, subclass=0, rnd=None) -> str:  # noqa: ANN001
-    raise NotImplementedError
+def _clean_digits(digits: str) -> str:
+    if not isinstance(digits, str):
+        raise InvalidTokenFormat(f"token must be a string, got {type(digits).__name__}")
+    clean = _SEPARATORS.sub("", digits)
+    if not clean.isascii() or not clean.isdigit():
+        raise InvalidTokenFormat(f"token must contain only digits and separators, got {digits!r}")
+    if len(clean) != 20:
+        raise InvalidTokenFormat(f"token must have 20 digits, got {len(clean)}")
+    return clean
 
 
-def management_token(*, ea, decoder_key, subclass, tid, value, rnd=None) -> str:  # noqa: ANN001
-    raise NotImplementedError
+def parse_token(digits: str) -> tuple[int, int]:
+    """Return ``(class, 64-bit block as transmitted)`` from 20 digits, undoing the transposition.
+
+    For classes 0 and 2 the block is still encrypted. Raises :class:`InvalidTokenFormat` for
+    anything but 20 digits or a value >= 2**66.
+    """
+    value = int(_clean_digits(digits))
+    if value >= _MAX_TOKEN:
+        raise InvalidTokenFormat(f"token value {value} is not below 2**66")
+    token_class = value >> 27 & 3
+    block = (value & 0xFFFFFFFFFFFFFFFF & ~0x18000000) | (value >> 64) << 27
+    return token_class, block
 
 
-def key_change_tokens(  # noqa: ANN201
-    *, ea, old_key, new_key, new_krn, new_kt, new_ti, new_ken=255, rollover, new_sgc=None  # noqa: ANN001
-):
-    raise NotImplementedError
+def _encrypt_token(cipher: BlockCipher, token_class: int, block: int) -> str:
+    return _transpose(cipher.encrypt(block), token_class)
 
 
-def decode_token(digits, *, ea=None, decoder_key=None):  # noqa: ANN001, ANN201
-    raise NotImplementedError
+# --- building ----------------------------------------------------------------------------------
+
+
+def credit_token(
+    *,
+    ea: str,
+    decoder_key: bytes,
+    tid: int,
+    units: Decimal | None = None,
+    amount_field: int | None = None,
+    subclass: int = 0,
+    rnd: int | None = None,
+    ken: int = 255,
+    tables: str = "production",
+) -> str:
+    """A class 0 TransferCredit token (20 digits).
+
+    Give either ``units`` (Decimal; rounded up, reference.md 5) or the raw ``amount_field``.
+    Subclasses 0..3 (electricity, water, gas, time): the field is 16 bits counting 0.1 units.
+    Subclasses 4..7 (currency): ``units`` is a currency amount counted in 10**-5, ``amount_field``
+    the 20-bit value s|e|m; the top nibble replaces RND (so ``rnd`` must be None) and the CRC is
+    CRC_C (reference.md 3.1, 5.2). ``tid`` must satisfy :func:`check_tid` for ``ken``.
+    ``tables="sample"`` selects the IEC example STA tables (tests only).
+    """
+    subclass = _check_int("subclass", subclass, 4)
+    if subclass > 7:
+        raise InvalidParameter(f"class 0 subclass {subclass} is reserved")
+    if (units is None) == (amount_field is None):
+        raise InvalidParameter("give exactly one of units and amount_field")
+    check_tid(tid, ken)
+    cipher = make_cipher(ea, decoder_key, tables)
+    if subclass >= 4:
+        if rnd is not None:
+            raise InvalidParameter("currency tokens carry the sign/exponent nibble instead of RND")
+        if units is not None:
+            amount_field = encode_currency_amount(units)
+        elif not isinstance(amount_field, int) or not 0 <= amount_field < 1 << 20:
+            raise AmountOutOfRange(f"currency amount field must be 20 bits, got {amount_field!r}")
+        data = (amount_field >> 16) << 40 | tid << 16 | (amount_field & 0xFFFF)
+        return _encrypt_token(cipher, CLASS_TRANSFER, _block(CLASS_TRANSFER, subclass, data, currency=True))
+    if units is not None:
+        amount_field = encode_amount(units)
+    elif not isinstance(amount_field, int) or isinstance(amount_field, bool) or not 0 <= amount_field <= 0xFFFF:
+        raise AmountOutOfRange(f"amount field must be 0..65535, got {amount_field!r}")
+    data = _rnd(rnd) << 40 | tid << 16 | amount_field
+    return _encrypt_token(cipher, CLASS_TRANSFER, _block(CLASS_TRANSFER, subclass, data))
+
+
+def management_token(
+    *,
+    ea: str,
+    decoder_key: bytes,
+    subclass: int,
+    tid: int,
+    value: int,
+    rnd: int | None = None,
+    ken: int = 255,
+    tables: str = "production",
+) -> str:
+    """A class 2 management token carrying RND|TID|value (reference.md 3.3).
+
+    Subclasses: 0 SetMaximumPowerLimit (value = amount field in watts, see
+    ``encode_transfer_amount``), 1 ClearCredit (0xFFFF = all registers), 2 SetTariffRate,
+    5 ClearTamperCondition (value 0), 6 SetMaximumPhasePowerUnbalanceLimit, 7 SetWaterMeterFactor.
+    Key change tokens (3, 4, 8, 9) are built by :func:`key_change_tokens`.
+    """
+    subclass = _check_int("subclass", subclass, 4)
+    if subclass not in MANAGEMENT_SUBCLASSES:
+        raise InvalidParameter(f"class 2 subclass {subclass} is not a RND/TID management token")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0xFFFF:
+        raise AmountOutOfRange(f"management value must be 0..65535, got {value!r}")
+    check_tid(tid, ken)
+    cipher = make_cipher(ea, decoder_key, tables)
+    data = _rnd(rnd) << 40 | tid << 16 | value
+    return _encrypt_token(cipher, CLASS_MANAGEMENT, _block(CLASS_MANAGEMENT, subclass, data))
+
+
+def test_token(*, control: int, mfr: int = 0, subclass: int = 0) -> str:
+    """A class 1 InitiateMeterTest/Display token (not encrypted, reference.md 3.2).
+
+    Subclass 0: 36-bit control, 8-bit manufacturer code (2-digit codes); subclass 1: 28-bit
+    control, 16-bit manufacturer code (4-digit codes). ``mfr`` 0 addresses every manufacturer.
+    ``test_token(control=KEY_REVISION_DISPLAY_CONTROL)`` is ``18446744073843772416``.
+    """
+    if subclass == 0:
+        data = _check_int("control", control, 36) << 8 | _check_int("manufacturer code", mfr, 8)
+    elif subclass == 1:
+        data = _check_int("control", control, 28) << 16 | _check_int("manufacturer code", mfr, 16)
+    else:
+        raise InvalidParameter(f"class 1 subclass {subclass!r} is not supported (layout not public)")
+    return _transpose(_block(CLASS_TEST, subclass, data), CLASS_TEST)
+
+
+def key_change_tokens(
+    *,
+    ea: str,
+    old_key: bytes,
+    new_key: bytes,
+    new_krn: int,
+    new_kt: int,
+    new_ti: int,
+    new_ken: int = 255,
+    rollover: bool,
+    new_sgc: str | None = None,
+    tables: str = "production",
+) -> list[str]:
+    """The key change token set, in typing order, encrypted with the OLD key (reference.md 3.3).
+
+    64-bit keys (EA07/EA09): [KCT1, KCT2]. 128-bit keys (EA11): [KCT1, KCT2, KCT3, KCT4], which
+    also carry ``new_sgc`` (required then). ``rollover`` sets the RO bit: the meter clears its TID
+    memory when it installs the key (TID rollover). The RES/3KCT bit is always 0. KCTs carry no
+    TID or RND, so the same inputs always give the same tokens (safe to re-send).
+    """
+    code = normalise_ea(ea)
+    check_key(code, old_key, "old decoder key")
+    new_key = check_key(code, new_key, "new decoder key")
+    krn = check_krn(new_krn)
+    kt = check_kt(new_kt)
+    ti = check_ti(new_ti)
+    ken = check_ken(new_ken)
+    if not isinstance(rollover, bool):
+        raise InvalidParameter(f"rollover must be a bool, got {rollover!r}")
+    sgc = None
+    if code == EA11:
+        if new_sgc is None:
+            raise InvalidParameter("EA11 key changes need new_sgc (KCT3/KCT4 carry it)")
+        sgc = int(check_sgc(new_sgc))
+    elif new_sgc is not None:
+        raise InvalidParameter("new_sgc is only carried by the 4-token (128-bit key) set")
+    key = int.from_bytes(new_key, "big")
+    cipher = make_cipher(code, old_key, tables)
+    high = key >> (len(new_key) * 8 - 32)  # NKHO: the top 32 key bits
+    low = key & 0xFFFFFFFF  # NKLO: the bottom 32 key bits
+    kct1 = (ken >> 4) << 40 | krn << 36 | int(rollover) << 35 | kt << 32 | high
+    kct2 = (ken & 0xF) << 40 | ti << 32 | low
+    blocks = [_block(CLASS_MANAGEMENT, SUB_KCT1, kct1), _block(CLASS_MANAGEMENT, SUB_KCT2, kct2)]
+    if sgc is not None:
+        kct3 = (sgc & 0xFFF) << 32 | (key >> 64 & 0xFFFFFFFF)
+        kct4 = (sgc >> 12) << 32 | (key >> 32 & 0xFFFFFFFF)
+        blocks += [_block(CLASS_MANAGEMENT, SUB_KCT3, kct3), _block(CLASS_MANAGEMENT, SUB_KCT4, kct4)]
+    return [_encrypt_token(cipher, CLASS_MANAGEMENT, block) for block in blocks]
+
+
+# --- decoding ----------------------------------------------------------------------------------
+
+
+def _check_crc(token_class: int, block: int, *, currency: bool = False) -> None:
+    first50 = token_class << 48 | block >> 16
+    if sts_crc_field(first50, currency=currency) != block & 0xFFFF:
+        raise CrcMismatch("token CRC does not match: wrong decoder key, wrong EA or a mistyped digit")
+
+
+def decode_token(
+    digits: str,
+    *,
+    ea: str | None = None,
+    decoder_key: bytes | None = None,
+    tables: str = "production",
+) -> DecodedToken:
+    """Parse, decrypt and CRC-check a token; return its fields.
+
+    Class 1 tokens decode without a key; classes 0 and 2 need ``ea`` and ``decoder_key``
+    (:class:`InvalidKey` otherwise). Errors: :class:`InvalidTokenFormat` (not 20 digits, >= 2**66,
+    class 3, reserved or unpublished subclass), :class:`CrcMismatch` (wrong key or typo; a 16-bit
+    CRC lets about one wrong guess in 65 536 through, so a passing CRC is not a proof).
+    """
+    token_class, block = parse_token(digits)
+    if token_class == CLASS_TEST:
+        return _decode_test(block)
+    if token_class == 3:
+        raise InvalidTokenFormat("token class 3 is reserved")
+    if ea is None or decoder_key is None:
+        raise InvalidKey(f"class {token_class} tokens are encrypted: give ea and decoder_key")
+    block = make_cipher(ea, decoder_key, tables).decrypt(block)
+    return decode_block(token_class, block)
+
+
+def decode_block(token_class: int, block: int) -> DecodedToken:
+    """Decode an already decrypted 64-bit block of a class 0 or 2 token (CRC checked)."""
+    subclass = block >> 60
+    data = block >> 16 & 0xFFFFFFFFFFF
+    currency = token_class == CLASS_TRANSFER and 4 <= subclass <= 7
+    _check_crc(token_class, block, currency=currency)
+    if token_class == CLASS_TRANSFER:
+        if subclass > 7:
+            raise InvalidTokenFormat(f"class 0 subclass {subclass} is reserved")
+        tid = data >> 16 & 0xFFFFFF
+        if currency:
+            field20 = (data >> 40) << 16 | (data & 0xFFFF)
+            return DecodedToken(
+                0, subclass, TokenKind.CURRENCY_CREDIT, block, tid=tid, se=data >> 40,
+                amount_field=field20, units=decode_currency_amount(field20),
+            )  # fmt: skip
+        field = data & 0xFFFF
+        return DecodedToken(
+            0, subclass, TokenKind.CREDIT, block, tid=tid, rnd=data >> 40,
+            amount_field=field, units=decode_amount(field),
+        )  # fmt: skip
+    if subclass in MANAGEMENT_SUBCLASSES:
+        value = data & 0xFFFF
+        watts = None
+        if subclass in (SUB_SET_MAX_POWER, SUB_SET_PHASE_UNBALANCE):
+            watts = Decimal(decode_transfer_amount(value))
+        return DecodedToken(
+            2, subclass, TokenKind.MANAGEMENT, block, tid=data >> 16 & 0xFFFFFF, rnd=data >> 40,
+            value=value, units=watts,
+        )  # fmt: skip
+    if subclass == SUB_KCT1:
+        return DecodedToken(
+            2, subclass, TokenKind.KCT1, block, kenho=data >> 40, krn=data >> 36 & 0xF,
+            ro=data >> 35 & 1, res=data >> 34 & 1, kt=data >> 32 & 3, nkho=data & 0xFFFFFFFF,
+        )  # fmt: skip
+    if subclass == SUB_KCT2:
+        return DecodedToken(
+            2, subclass, TokenKind.KCT2, block, kenlo=data >> 40, ti=data >> 32 & 0xFF, nklo=data & 0xFFFFFFFF
+        )
+    if subclass in (SUB_KCT3, SUB_KCT4):
+        kind = TokenKind.KCT3 if subclass == SUB_KCT3 else TokenKind.KCT4
+        return DecodedToken(2, subclass, kind, block, sgc_part=data >> 32, nkmo=data & 0xFFFFFFFF)
+    raise InvalidTokenFormat(f"class 2 subclass {subclass} is reserved or proprietary")
+
+
+def _decode_test(block: int) -> DecodedToken:
+    _check_crc(CLASS_TEST, block)
+    subclass = block >> 60
+    data = block >> 16 & 0xFFFFFFFFFFF
+    if subclass == 0:
+        return DecodedToken(1, 0, TokenKind.TEST, block, control=data >> 8, mfr=data & 0xFF)
+    if subclass == 1:
+        return DecodedToken(1, 1, TokenKind.TEST, block, control=data >> 16, mfr=data & 0xFFFF)
+    raise InvalidTokenFormat(f"class 1 subclass {subclass} is not supported (layout not public)")
