@@ -1,0 +1,187 @@
+"""Campaigns, their batches and each meter's enrollment, with counters the dashboard reads.
+
+Counters are maintained by `campaigns.services` with F() expressions in the same transaction as
+the state change, so the dashboard never has to COUNT(*) millions of enrollments. Their meaning:
+
+- ``enrolled``: enrollments that exist (a cancelled batch gives back its unsent ones).
+- ``notified``, ``codes_issued``, ``confirmed``: enrollments that have *reached* that milestone
+  (each counted once, the first time its timestamp is set), so they read as a funnel.
+- ``failed``, ``non_compliant``: enrollments *currently* in that state (they need care).
+- ``messages_sent`` / ``messages_delivered`` / ``messages_failed``: the batch's SMS (notices and
+  codes) accepted by the gateway / reported delivered / finally failed or rejected.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from meters.models import BaseDate
+
+DEFAULT_NOTICE_TEMPLATE = (
+    "KPLC: {name} your meter {meter} is updated from {date}. Load ALL unused tokens now. "
+    "Your next purchase brings codes 1 and 2: type them first."
+)
+DEFAULT_CODES_TEMPLATE = "KPLC {meter} type in order: 1) {code1} 2) {code2} 3) {token} ({units}). Lost? *977#"
+
+
+class FunnelCounters(models.Model):
+    enrolled = models.PositiveIntegerField(default=0)
+    notified = models.PositiveIntegerField(default=0)
+    codes_issued = models.PositiveIntegerField(default=0)
+    confirmed = models.PositiveIntegerField(default=0)
+    failed = models.IntegerField(default=0)
+    non_compliant = models.IntegerField(default=0)
+    messages_sent = models.PositiveIntegerField(default=0)
+    messages_delivered = models.PositiveIntegerField(default=0)
+    messages_failed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class Campaign(FunnelCounters):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+        CLOSED = "closed", "Closed"
+
+    name = models.CharField(max_length=200)
+    # A JSON list of 6-digit strings: portable across SQLite and PostgreSQL (no ArrayField).
+    sgcs = models.JSONField("supply group codes", default=list)
+    from_krn = models.PositiveSmallIntegerField("old key revision number")
+    to_krn = models.PositiveSmallIntegerField("new key revision number")
+    new_base_date = models.PositiveSmallIntegerField(choices=BaseDate.choices, default=BaseDate.BD2014)
+    rollover = models.BooleanField("set the rollover bit", default=True)
+    new_ken = models.PositiveSmallIntegerField("new key expiry number", default=255)
+    deadline = models.DateField()
+    daily_capacity = models.PositiveIntegerField(help_text="Meters that may be scheduled per day")
+    notice_template = models.TextField(default=DEFAULT_NOTICE_TEMPLATE)
+    codes_template = models.TextField(default=DEFAULT_CODES_TEMPLATE)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(from_krn__gte=1, from_krn__lte=9), name="campaign_from_krn"),
+            models.CheckConstraint(condition=models.Q(to_krn__gte=1, to_krn__lte=9), name="campaign_to_krn"),
+            models.CheckConstraint(condition=models.Q(new_ken__lte=255), name="campaign_new_ken"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Batch(FunnelCounters):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SCHEDULED = "scheduled", "Scheduled"
+        NOTIFYING = "notifying", "Sending notices"
+        OPEN = "open", "Open (notices sent)"
+        PAUSED = "paused", "Paused"
+        CLOSED = "closed", "Closed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="batches")
+    number = models.PositiveIntegerField()
+    selection_regions = models.JSONField(default=list, blank=True)
+    selection_sgcs = models.JSONField(default=list, blank=True)
+    selection_limit = models.PositiveIntegerField()
+    scheduled_at = models.DateTimeField(db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
+    capacity_overridden = models.BooleanField(default=False)
+    # Set when the batch's notice messages have been written (set-based, once).
+    notices_created_at = models.DateTimeField(null=True, blank=True)
+    notices_created = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["campaign", "number"]
+        verbose_name_plural = "batches"
+        permissions = [("schedule_batch", "Can schedule, pause, resume and cancel batches")]
+        constraints = [models.UniqueConstraint(fields=["campaign", "number"], name="batch_campaign_number_unique")]
+        indexes = [models.Index(fields=["status", "scheduled_at"], name="batch_status_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.campaign} batch {self.number}"
+
+
+class Enrollment(models.Model):
+    class State(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        NOTIFIED = "notified", "Notified"
+        CODES_ISSUED = "codes_issued", "Codes issued"
+        CONFIRMED = "confirmed", "Confirmed"
+        FAILED = "failed", "Failed"
+        NON_COMPLIANT = "non_compliant", "Non-compliant"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="enrollments")
+    meter = models.ForeignKey("meters.Meter", on_delete=models.PROTECT, related_name="enrollments")
+    batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="enrollments")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.SCHEDULED)
+    enrolled_at = models.DateTimeField()
+    notified_at = models.DateTimeField(null=True, blank=True)
+    codes_issued_at = models.DateTimeField(null=True, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    non_compliant_at = models.DateTimeField(null=True, blank=True)
+    state_changed_at = models.DateTimeField()
+    note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["batch", "id"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "meter"], name="enrollment_campaign_meter_unique")]
+        indexes = [
+            models.Index(fields=["batch", "state"], name="enrollment_batch_state_idx"),
+            models.Index(fields=["meter"], name="enrollment_meter_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} in {self.campaign_id}: {self.state}"
+
+
+class EnrollmentEvent(models.Model):
+    """The audit trail of an enrollment: one row per state change."""
+
+    enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="events")
+    from_state = models.CharField(max_length=16, blank=True)
+    to_state = models.CharField(max_length=16)
+    at = models.DateTimeField()
+    # "system", "user:<username>", "ussd:+2547...", "partner:<id>", "command:schedule_batch"...
+    actor_label = models.CharField(max_length=100)
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["enrollment", "at", "id"]
+        indexes = [models.Index(fields=["enrollment", "at"], name="enrollment_event_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.enrollment_id}: {self.from_state or '-'} -> {self.to_state}"
+
+
+class CampaignDailyStat(models.Model):
+    """Per-campaign, per-day totals for the throughput chart and the daily capacity check.
+
+    ``scheduled`` counts meters whose batch is scheduled for that day (the capacity check);
+    the other columns count events that happened on that day (Africa/Nairobi dates).
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="daily_stats")
+    day = models.DateField()
+    scheduled = models.IntegerField(default=0)
+    notices_sent = models.IntegerField(default=0)
+    codes_issued = models.IntegerField(default=0)
+    confirmed = models.IntegerField(default=0)
+    failed = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["campaign", "day"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "day"], name="campaign_daily_stat_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} {self.day}"

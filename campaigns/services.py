@@ -1,0 +1,625 @@
+"""Campaign, batch and enrollment state changes: one service per change, counters bumped in step.
+
+Every state change writes an EnrollmentEvent and bumps the counters on Batch, Campaign and
+CampaignDailyStat with F() expressions inside the caller's transaction. Counter rows are always
+updated in the same order (batch, campaign, daily stat) so concurrent transactions never deadlock.
+Set-based operations (scheduling, notice creation, cancelling) bump them by the rows touched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from audit.services import audit_record
+from meters.models import Meter
+
+from .models import Batch, Campaign, CampaignDailyStat, Enrollment, EnrollmentEvent
+from .texts import notice_sql_expression
+
+logger = logging.getLogger(__name__)
+
+State = Enrollment.State
+
+
+class CampaignError(ValueError):
+    pass
+
+
+class CapacityExceeded(CampaignError):
+    def __init__(self, *, day: dt.date, load: int, adding: int, capacity: int) -> None:
+        self.day, self.load, self.adding, self.capacity = day, load, adding, capacity
+        super().__init__(
+            f"{day}: {load} meters already scheduled + {adding} would exceed the daily capacity of {capacity}"
+        )
+
+
+class EnrollmentStateError(CampaignError):
+    pass
+
+
+# --- counters --------------------------------------------------------------------------------
+
+
+def _local_day(when: dt.datetime) -> dt.date:
+    return timezone.localtime(when).date()
+
+
+def _counters_add(*, batch_id: int | None, campaign_id: int, **deltas: int) -> None:
+    deltas = {name: value for name, value in deltas.items() if value}
+    if not deltas:
+        return
+    expressions = {name: F(name) + value for name, value in deltas.items()}
+    if batch_id is not None:
+        Batch.objects.filter(pk=batch_id).update(**expressions)
+    Campaign.objects.filter(pk=campaign_id).update(**expressions)
+
+
+def _daily_add(*, campaign_id: int, day: dt.date, **deltas: int) -> None:
+    deltas = {name: value for name, value in deltas.items() if value}
+    if not deltas:
+        return
+    expressions = {name: F(name) + value for name, value in deltas.items()}
+    if CampaignDailyStat.objects.filter(campaign_id=campaign_id, day=day).update(**expressions):
+        return
+    try:
+        with transaction.atomic():
+            CampaignDailyStat.objects.create(campaign_id=campaign_id, day=day, **deltas)
+    except IntegrityError:
+        # Another transaction created the day's row between our UPDATE and INSERT.
+        CampaignDailyStat.objects.filter(campaign_id=campaign_id, day=day).update(**expressions)
+
+
+def batch_messages_counted(*, batch_id: int, sent: int = 0, delivered: int = 0, failed: int = 0) -> None:
+    """Called by the SMS pipeline when a batch's message is accepted, delivered or finally failed."""
+    campaign_id = Batch.objects.filter(pk=batch_id).values_list("campaign_id", flat=True).first()
+    if campaign_id is None:
+        return
+    _counters_add(
+        batch_id=batch_id,
+        campaign_id=campaign_id,
+        messages_sent=sent,
+        messages_delivered=delivered,
+        messages_failed=failed,
+    )
+
+
+# --- campaigns -------------------------------------------------------------------------------
+
+
+def campaign_create(
+    *,
+    name: str,
+    sgcs: Sequence[str],
+    from_krn: int,
+    to_krn: int,
+    deadline: dt.date,
+    daily_capacity: int,
+    new_base_date: int = 2014,
+    rollover: bool = True,
+    new_ken: int = 255,
+    notice_template: str | None = None,
+    codes_template: str | None = None,
+    actor: Any = None,
+    actor_label: str = "",
+) -> Campaign:
+    from .texts import validate_codes_template, validate_notice_template
+
+    sgcs = sorted({str(sgc).strip() for sgc in sgcs})
+    if not sgcs or not all(len(sgc) == 6 and sgc.isdigit() for sgc in sgcs):
+        raise CampaignError("every supply group code must be 6 digits")
+    if not (1 <= from_krn <= 9 and 1 <= to_krn <= 9) or from_krn == to_krn:
+        raise CampaignError("KRNs must be 1..9 and differ")
+    if daily_capacity <= 0:
+        raise CampaignError("daily capacity must be positive")
+    fields: dict[str, Any] = {}
+    if notice_template is not None:
+        validate_notice_template(notice_template)
+        fields["notice_template"] = notice_template
+    if codes_template is not None:
+        validate_codes_template(codes_template)
+        fields["codes_template"] = codes_template
+    label = actor_label or (actor.get_username() if getattr(actor, "is_authenticated", False) else "system")
+    with transaction.atomic():
+        campaign = Campaign.objects.create(
+            name=name,
+            sgcs=sgcs,
+            from_krn=from_krn,
+            to_krn=to_krn,
+            deadline=deadline,
+            daily_capacity=daily_capacity,
+            new_base_date=new_base_date,
+            rollover=rollover,
+            new_ken=new_ken,
+            created_by=label,
+            **fields,
+        )
+        audit_record(
+            action="campaign.created",
+            actor=actor,
+            actor_label=label,
+            target=campaign,
+            sgcs=sgcs,
+            from_krn=from_krn,
+            to_krn=to_krn,
+            daily_capacity=daily_capacity,
+        )
+    return campaign
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+def _candidates(*, campaign: Campaign, regions: Iterable[str], sgcs: Iterable[str]) -> QuerySet[Meter]:
+    """Meters the selection may enroll: on the campaign's old key, active, not enrolled yet."""
+    campaign_sgcs = set(campaign.sgcs)
+    wanted_sgcs = set(sgcs) & campaign_sgcs if sgcs else campaign_sgcs
+    queryset = Meter.objects.filter(sgc__in=sorted(wanted_sgcs), krn=campaign.from_krn, status=Meter.Status.ACTIVE)
+    regions = [region for region in regions if region]
+    if regions:
+        queryset = queryset.filter(region__in=regions)
+    already = Enrollment.objects.filter(campaign=campaign, meter=OuterRef("pk"))
+    return queryset.filter(~Exists(already)).order_by("pk")
+
+
+def _day_load(campaign: Campaign, day: dt.date) -> int:
+    return CampaignDailyStat.objects.filter(campaign=campaign, day=day).values_list("scheduled", flat=True).first() or 0
+
+
+def batch_preview(
+    *, campaign: Campaign, regions: Sequence[str], sgcs: Sequence[str], limit: int, scheduled_at: dt.datetime
+) -> dict[str, Any]:
+    """What scheduling would do: meters matched (up to limit) and that day's load vs capacity."""
+    available = _candidates(campaign=campaign, regions=regions, sgcs=sgcs)[: max(limit, 0)].count()
+    day = _local_day(scheduled_at)
+    load = _day_load(campaign, day)
+    return {
+        "matched": available,
+        "day": day,
+        "day_load": load,
+        "capacity": campaign.daily_capacity,
+        "remaining_capacity": max(campaign.daily_capacity - load, 0),
+        "load_after": load + available,
+        "over_capacity": load + available > campaign.daily_capacity,
+    }
+
+
+def _sql_params(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return connection.ops.adapt_datetimefield_value(value)
+    return value
+
+
+def batch_schedule(
+    *,
+    campaign: Campaign,
+    regions: Sequence[str],
+    sgcs: Sequence[str],
+    limit: int,
+    scheduled_at: dt.datetime,
+    override_capacity: bool = False,
+    actor: Any = None,
+    actor_label: str = "",
+) -> Batch:
+    """Enroll up to `limit` not-yet-enrolled meters in a new batch, in one INSERT ... SELECT.
+
+    Refuses (CapacityExceeded) when the day's scheduled load would exceed the campaign's daily
+    capacity, unless `override_capacity` (which is audited).
+    """
+    if limit <= 0:
+        raise CampaignError("limit must be positive")
+    if timezone.is_naive(scheduled_at):
+        scheduled_at = timezone.make_aware(scheduled_at)
+    label = actor_label or (actor.get_username() if getattr(actor, "is_authenticated", False) else "system")
+    day = _local_day(scheduled_at)
+    now = timezone.now()
+    with transaction.atomic():
+        # The campaign row lock serialises scheduling: batch numbers and the capacity check.
+        campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if campaign.status not in (Campaign.Status.ACTIVE, Campaign.Status.DRAFT):
+            raise CampaignError(f"campaign is {campaign.status}")
+        candidates = _candidates(campaign=campaign, regions=regions, sgcs=sgcs)
+        count = candidates[:limit].count()
+        if count == 0:
+            raise CampaignError("no meters match the selection (or all are already enrolled)")
+        load = _day_load(campaign, day)
+        over = load + count > campaign.daily_capacity
+        if over and not override_capacity:
+            raise CapacityExceeded(day=day, load=load, adding=count, capacity=campaign.daily_capacity)
+        number = (campaign.batches.aggregate(n=Max("number"))["n"] or 0) + 1
+        batch = Batch.objects.create(
+            campaign=campaign,
+            number=number,
+            selection_regions=sorted(set(regions)),
+            selection_sgcs=sorted(set(sgcs)),
+            selection_limit=limit,
+            scheduled_at=scheduled_at,
+            status=Batch.Status.SCHEDULED,
+            capacity_overridden=over,
+            created_by=label,
+        )
+        select_sql, select_params = candidates.values("pk")[:limit].query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {Enrollment._meta.db_table} "  # noqa: S608 - table names from models, values bound
+                "(campaign_id, meter_id, batch_id, state, enrolled_at, state_changed_at, note) "
+                f"SELECT %s, selected.id, %s, %s, %s, %s, '' FROM ({select_sql}) selected",
+                [campaign.pk, batch.pk, State.SCHEDULED, _sql_params(now), _sql_params(now), *select_params],
+            )
+            enrolled = cursor.rowcount
+            cursor.execute(
+                f"INSERT INTO {EnrollmentEvent._meta.db_table} "  # noqa: S608
+                "(enrollment_id, from_state, to_state, at, actor_label, reason) "
+                f"SELECT id, '', %s, %s, %s, %s FROM {Enrollment._meta.db_table} WHERE batch_id = %s",
+                [State.SCHEDULED, _sql_params(now), label[:100], f"batch {number}", batch.pk],
+            )
+        _counters_add(batch_id=batch.pk, campaign_id=campaign.pk, enrolled=enrolled)
+        _daily_add(campaign_id=campaign.pk, day=day, scheduled=enrolled)
+        audit_record(
+            action="batch.capacity_overridden" if over else "batch.scheduled",
+            actor=actor,
+            actor_label=label,
+            target=batch,
+            campaign_id=campaign.pk,
+            number=number,
+            meters=enrolled,
+            day=day.isoformat(),
+            day_load_before=load,
+            capacity=campaign.daily_capacity,
+        )
+    batch.refresh_from_db()
+    return batch
+
+
+def _batch_transition(*, batch: Batch, allowed: Sequence[str], to: str, actor: Any, actor_label: str) -> Batch:
+    label = actor_label or (actor.get_username() if getattr(actor, "is_authenticated", False) else "system")
+    changed = Batch.objects.filter(pk=batch.pk, status__in=allowed).update(status=to)
+    if not changed:
+        batch.refresh_from_db()
+        raise CampaignError(f"batch {batch.number} is {batch.status}: cannot become {to}")
+    audit_record(action=f"batch.{to}", actor=actor, actor_label=label, target=batch)
+    batch.refresh_from_db()
+    return batch
+
+
+def batch_pause(*, batch: Batch, actor: Any = None, actor_label: str = "") -> Batch:
+    """Stop sending the batch's notices; already-claimed ones finish, queued ones wait."""
+    with transaction.atomic():
+        return _batch_transition(
+            batch=batch,
+            allowed=[Batch.Status.SCHEDULED, Batch.Status.NOTIFYING, Batch.Status.OPEN],
+            to=Batch.Status.PAUSED,
+            actor=actor,
+            actor_label=actor_label,
+        )
+
+
+def batch_resume(*, batch: Batch, actor: Any = None, actor_label: str = "") -> Batch:
+    """Continue where the batch stopped: before its time it is scheduled again, else it notifies."""
+    with transaction.atomic():
+        batch = Batch.objects.select_for_update().get(pk=batch.pk)
+        if batch.notices_created_at is None:
+            target = Batch.Status.SCHEDULED
+        else:
+            target = Batch.Status.NOTIFYING
+        batch = _batch_transition(
+            batch=batch, allowed=[Batch.Status.PAUSED], to=target, actor=actor, actor_label=actor_label
+        )
+        if target == Batch.Status.NOTIFYING:
+            from sms.services import message_dispatch_batch
+
+            transaction.on_commit(lambda: message_dispatch_batch(batch_id=batch.pk))
+    return batch
+
+
+def batch_cancel(*, batch: Batch, actor: Any = None, actor_label: str = "") -> Batch:
+    """Cancel unsent notices and give back enrollments that were never notified.
+
+    Customers already notified keep their enrollment: they were told codes are coming.
+    """
+    from sms.models import Message
+
+    label = actor_label or (actor.get_username() if getattr(actor, "is_authenticated", False) else "system")
+    with transaction.atomic():
+        batch = _batch_transition(
+            batch=batch,
+            allowed=[Batch.Status.DRAFT, Batch.Status.SCHEDULED, Batch.Status.NOTIFYING, Batch.Status.PAUSED],
+            to=Batch.Status.CANCELLED,
+            actor=actor,
+            actor_label=label,
+        )
+        cancelled = Message.objects.filter(
+            batch=batch, purpose=Message.Purpose.NOTICE, status=Message.Status.QUEUED
+        ).update(status=Message.Status.CANCELLED, failure_reason="BatchCancelled", delivered_at=timezone.now())
+        unsent = Enrollment.objects.filter(batch=batch, state=State.SCHEDULED)
+        EnrollmentEvent.objects.filter(enrollment__in=unsent).delete()
+        released = unsent.delete()[1].get(Enrollment._meta.label, 0)
+        _counters_add(batch_id=batch.pk, campaign_id=batch.campaign_id, enrolled=-released)
+        _daily_add(campaign_id=batch.campaign_id, day=_local_day(batch.scheduled_at), scheduled=-released)
+        Batch.objects.filter(pk=batch.pk).update(closed_at=timezone.now())
+        audit_record(
+            action="batch.cancel_details",
+            actor=actor,
+            actor_label=label,
+            target=batch,
+            notices_cancelled=cancelled,
+            enrollments_released=released,
+        )
+    batch.refresh_from_db()
+    return batch
+
+
+def batch_close(*, batch: Batch, actor: Any = None, actor_label: str = "") -> Batch:
+    with transaction.atomic():
+        batch = _batch_transition(
+            batch=batch,
+            allowed=[Batch.Status.OPEN, Batch.Status.NOTIFYING, Batch.Status.PAUSED],
+            to=Batch.Status.CLOSED,
+            actor=actor,
+            actor_label=actor_label,
+        )
+        Batch.objects.filter(pk=batch.pk).update(closed_at=timezone.now())
+    return batch
+
+
+def batch_notices_create(*, batch: Batch, now: dt.datetime | None = None) -> int:
+    """Start a due batch: write one notice per enrolled meter with a phone, set-based, once.
+
+    Returns the number of notices written (0 if another process already started the batch).
+    """
+    from sms.models import Message
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        started = Batch.objects.filter(
+            pk=batch.pk, status=Batch.Status.SCHEDULED, scheduled_at__lte=now, notices_created_at__isnull=True
+        ).update(status=Batch.Status.NOTIFYING, started_at=now, notices_created_at=now)
+        if not started:
+            return 0
+        batch = Batch.objects.select_related("campaign").get(pk=batch.pk)
+        body_sql, body_params = notice_sql_expression(batch=batch, meter_alias="m")
+        message_table = Message._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {message_table} "  # noqa: S608 - table names from models, values bound
+                "(recipient, body, purpose, status, attempts, last_error, failure_reason, currency, "
+                "meter_id, batch_id, created_at) "
+                f"SELECT m.phone, {body_sql}, %s, %s, 0, '', '', '', m.id, e.batch_id, %s "
+                f"FROM {Enrollment._meta.db_table} e JOIN {Meter._meta.db_table} m ON m.id = e.meter_id "
+                "WHERE e.batch_id = %s AND e.state = %s AND m.phone <> '' ORDER BY e.id",
+                [
+                    *body_params,
+                    Message.Purpose.NOTICE,
+                    Message.Status.QUEUED,
+                    _sql_params(now),
+                    batch.pk,
+                    State.SCHEDULED,
+                ],
+            )
+            created = cursor.rowcount
+        Batch.objects.filter(pk=batch.pk).update(notices_created=created)
+        if created == 0:
+            Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.OPEN)
+    logger.info("batch %s: %s notices created", batch.pk, created)
+    return created
+
+
+def batches_start_due(*, now: dt.datetime | None = None) -> list[int]:
+    """Create the notices of every batch whose time has come, and hand them to the workers."""
+    from sms.services import message_dispatch_batch
+
+    now = now or timezone.now()
+    started = []
+    due = Batch.objects.filter(
+        status=Batch.Status.SCHEDULED, scheduled_at__lte=now, campaign__status=Campaign.Status.ACTIVE
+    ).order_by("scheduled_at", "pk")
+    for batch in due:
+        if batch_notices_create(batch=batch, now=now):
+            message_dispatch_batch(batch_id=batch.pk)
+        started.append(batch.pk)
+    return started
+
+
+def batches_open_finished() -> int:
+    """Batches whose notices are all out move from notifying to open."""
+    from sms.models import Message
+
+    pending = Message.objects.filter(
+        batch=OuterRef("pk"),
+        purpose=Message.Purpose.NOTICE,
+        status__in=[Message.Status.QUEUED, Message.Status.SENDING],
+    )
+    return Batch.objects.filter(status=Batch.Status.NOTIFYING).filter(~Exists(pending)).update(status=Batch.Status.OPEN)
+
+
+# --- enrollments -----------------------------------------------------------------------------
+
+_MILESTONES = {
+    State.NOTIFIED: "notified_at",
+    State.CODES_ISSUED: "codes_issued_at",
+    State.CONFIRMED: "confirmed_at",
+}
+_STATE_TIME = {
+    State.NOTIFIED: "notified_at",
+    State.CODES_ISSUED: "codes_issued_at",
+    State.CONFIRMED: "confirmed_at",
+    State.FAILED: "failed_at",
+    State.NON_COMPLIANT: "non_compliant_at",
+}
+_DAILY = {State.CODES_ISSUED: "codes_issued", State.CONFIRMED: "confirmed", State.FAILED: "failed"}
+
+
+def enrollment_for_meter(meter: Meter) -> Enrollment | None:
+    """The meter's enrollment in an active campaign whose batch has reached its time, or None.
+
+    Callers look at `.state`: codes are due unless it is confirmed or non-compliant.
+    """
+    now = timezone.now()
+    return (
+        Enrollment.objects.select_related("campaign", "batch")
+        .filter(meter=meter, campaign__status=Campaign.Status.ACTIVE, batch__scheduled_at__lte=now)
+        .exclude(batch__status__in=[Batch.Status.DRAFT])
+        .exclude(Q(batch__status=Batch.Status.CANCELLED) & Q(state=State.SCHEDULED))
+        .order_by("-enrolled_at", "-pk")
+        .first()
+    )
+
+
+def _enrollment_transition(
+    *,
+    enrollment: Enrollment,
+    to: str,
+    allowed: Sequence[str],
+    actor_label: str,
+    reason: str = "",
+    at: dt.datetime | None = None,
+) -> bool:
+    """Move one enrollment to `to`; False if it is already there, EnrollmentStateError if not allowed."""
+    at = at or timezone.now()
+    with transaction.atomic():
+        current = Enrollment.objects.select_for_update().get(pk=enrollment.pk)
+        if current.state == to:
+            enrollment.__dict__.update({k: v for k, v in current.__dict__.items() if not k.startswith("_")})
+            return False
+        if current.state not in allowed:
+            raise EnrollmentStateError(f"enrollment {current.pk} is {current.state}: cannot become {to}")
+        updates: dict[str, Any] = {"state": to, "state_changed_at": at, _STATE_TIME[to]: at}
+        if reason:
+            updates["note"] = reason[:200]
+        Enrollment.objects.filter(pk=current.pk).update(**updates)
+        EnrollmentEvent.objects.create(
+            enrollment_id=current.pk,
+            from_state=current.state,
+            to_state=to,
+            at=at,
+            actor_label=actor_label[:100],
+            reason=reason[:200],
+        )
+        deltas: dict[str, int] = {}
+        milestone = _MILESTONES.get(to)
+        if milestone and getattr(current, milestone) is None:
+            deltas[to] = 1
+        if to in (State.FAILED, State.NON_COMPLIANT):
+            deltas[to] = 1
+        if current.state in (State.FAILED, State.NON_COMPLIANT):
+            deltas[current.state] = deltas.get(current.state, 0) - 1
+        _counters_add(batch_id=current.batch_id, campaign_id=current.campaign_id, **deltas)
+        if to in _DAILY and deltas.get(to):
+            _daily_add(campaign_id=current.campaign_id, day=_local_day(at), **{_DAILY[to]: 1})
+    for name, value in updates.items():
+        setattr(enrollment, name, value)
+    return True
+
+
+def enrollment_mark_notified(*, enrollment: Enrollment, actor_label: str = "system") -> bool:
+    return _enrollment_transition(
+        enrollment=enrollment, to=State.NOTIFIED, allowed=[State.SCHEDULED], actor_label=actor_label
+    )
+
+
+def enrollments_mark_notified(*, batch_id: int, meter_ids: Sequence[int], at: dt.datetime | None = None) -> int:
+    """Set-based: the batch's enrollments for these meters were sent their notice."""
+    if not meter_ids:
+        return 0
+    at = at or timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Enrollment.objects.select_for_update()
+            .filter(batch_id=batch_id, meter_id__in=meter_ids, state=State.SCHEDULED)
+            .values_list("pk", "campaign_id")
+        )
+        if not ids:
+            return 0
+        Enrollment.objects.filter(pk__in=[pk for pk, _ in ids]).update(
+            state=State.NOTIFIED, notified_at=at, state_changed_at=at
+        )
+        EnrollmentEvent.objects.bulk_create(
+            [
+                EnrollmentEvent(
+                    enrollment_id=pk, from_state=State.SCHEDULED, to_state=State.NOTIFIED, at=at, actor_label="sms"
+                )
+                for pk, _ in ids
+            ]
+        )
+        campaign_id = ids[0][1]
+        _counters_add(batch_id=batch_id, campaign_id=campaign_id, notified=len(ids))
+        _daily_add(campaign_id=campaign_id, day=_local_day(at), notices_sent=len(ids))
+    return len(ids)
+
+
+def enrollment_mark_codes_issued(*, enrollment: Enrollment, actor_label: str = "system", reason: str = "") -> bool:
+    """The vend service issued the key change codes (call inside its transaction).
+
+    Idempotent: a second vend to the same enrollment returns False and changes nothing.
+    """
+    with transaction.atomic():
+        changed = _enrollment_transition(
+            enrollment=enrollment,
+            to=State.CODES_ISSUED,
+            allowed=[State.SCHEDULED, State.NOTIFIED],
+            actor_label=actor_label,
+            reason=reason,
+        )
+        if changed:
+            Meter.objects.filter(pk=enrollment.meter_id, key_state=Meter.KeyState.OLD_KEY).update(
+                key_state=Meter.KeyState.CODES_ISSUED, updated_at=timezone.now()
+            )
+    return changed
+
+
+def enrollment_confirm(*, enrollment: Enrollment, actor_label: str, reason: str = "") -> bool:
+    """The customer (USSD) or care confirmed the meter took the codes."""
+    with transaction.atomic():
+        changed = _enrollment_transition(
+            enrollment=enrollment,
+            to=State.CONFIRMED,
+            allowed=[State.SCHEDULED, State.NOTIFIED, State.CODES_ISSUED, State.FAILED, State.NON_COMPLIANT],
+            actor_label=actor_label,
+            reason=reason,
+        )
+        if changed:
+            Meter.objects.filter(pk=enrollment.meter_id).update(
+                key_state=Meter.KeyState.CONFIRMED, status=Meter.Status.ACTIVE, updated_at=timezone.now()
+            )
+    return changed
+
+
+def enrollment_mark_failed(*, enrollment: Enrollment, actor_label: str, reason: str = "") -> bool:
+    """The meter rejected the codes (customer report on USSD, or care)."""
+    return _enrollment_transition(
+        enrollment=enrollment,
+        to=State.FAILED,
+        allowed=[State.SCHEDULED, State.NOTIFIED, State.CODES_ISSUED],
+        actor_label=actor_label,
+        reason=reason,
+    )
+
+
+def enrollment_flag_non_compliant(*, enrollment: Enrollment, actor_label: str, reason: str) -> bool:
+    """Care: the meter cannot take the codes; it leaves the to-do count for a field visit."""
+    with transaction.atomic():
+        changed = _enrollment_transition(
+            enrollment=enrollment,
+            to=State.NON_COMPLIANT,
+            allowed=[State.SCHEDULED, State.NOTIFIED, State.CODES_ISSUED, State.FAILED],
+            actor_label=actor_label,
+            reason=reason,
+        )
+        if changed:
+            Meter.objects.filter(pk=enrollment.meter_id).update(
+                status=Meter.Status.NON_COMPLIANT, key_state=Meter.KeyState.NON_COMPLIANT, updated_at=timezone.now()
+            )
+            audit_record(
+                action="enrollment.non_compliant",
+                actor_label=actor_label,
+                target=enrollment,
+                meter=enrollment.meter_id,
+                reason=reason[:200],
+            )
+    return changed

@@ -1,0 +1,162 @@
+"""Customer SMS texts: GSM-7 only, one 160-character segment, names truncated to fit.
+
+Templates use `{placeholders}`. Notices: {meter}, {name}, {date}. Codes: {meter}, {name},
+{code1}, {code2}, {token}, {units}. Codes are labelled 1, 2, 3 in the order they are typed.
+Notices are rendered in SQL for a whole batch at once (`notice_sql_expression`) and in Python
+(`notice_render`) for previews and resends; both give the same text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import string
+import unicodedata
+from typing import TYPE_CHECKING, Any
+
+from django.utils import timezone
+
+if TYPE_CHECKING:
+    from .models import Batch
+
+SMS_MAX = 160
+LONGEST_METER = "0" * 13
+NAME_MAX = 24  # a name longer than this is cut even when the segment has room
+NOTICE_FIELDS = {"meter", "name", "date"}
+CODES_FIELDS = {"meter", "name", "code1", "code2", "token", "units"}
+# Worst-case widths for the fields callers fill in (a 20-digit token grouped 4-4-4-4-4).
+SAMPLE_CODES = {
+    "code1": "1234-5678-9012-3456-7890",
+    "code2": "1234-5678-9012-3456-7890",
+    "token": "1234-5678-9012-3456-7890",
+    "units": "9999.9 kWh",
+}
+
+# GSM 03.38 basic character set (plus the extension table, whose characters count double).
+GSM7_BASIC = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENDED = set("^{}\\[~]|€\f")
+
+
+class TemplateError(ValueError):
+    pass
+
+
+def gsm7_length(text: str) -> int | None:
+    """Septets the text takes in GSM-7, or None if a character forces UCS-2."""
+    length = 0
+    for char in text:
+        if char in GSM7_BASIC:
+            length += 1
+        elif char in GSM7_EXTENDED:
+            length += 2
+        else:
+            return None
+    return length
+
+
+def gsm7_clean(text: str) -> str:
+    """Replace what GSM-7 cannot carry (curly quotes, accents outside the set) with plain ASCII."""
+    replacements = {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-"}
+    out = []
+    for char in text:
+        char = replacements.get(char, char)
+        if char in GSM7_BASIC or char in GSM7_EXTENDED:
+            out.append(char)
+            continue
+        ascii_form = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode()
+        out.append(ascii_form if ascii_form and all(c in GSM7_BASIC for c in ascii_form) else "")
+    return "".join(out)
+
+
+def _fields(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split(" ")).replace("  ", " ").strip()
+
+
+def _render(template: str, values: dict[str, str], name: str) -> str:
+    """Render with the name cut to whatever room the 160 characters leave (at most NAME_MAX)."""
+    without_name = _squash(template.format(**values, name=""))
+    room = max(SMS_MAX - len(without_name) - (1 if "{name}" in template else 0), 0)
+    cut = gsm7_clean(name).strip()[: min(room, NAME_MAX)].rstrip()
+    return _squash(template.format(**values, name=cut))
+
+
+def _format_date(when: dt.datetime | dt.date) -> str:
+    if isinstance(when, dt.datetime):
+        when = timezone.localtime(when).date()
+    return when.strftime("%d %b %Y")
+
+
+def notice_render(*, template: str, meter_number: str, name: str, when: dt.datetime | dt.date) -> str:
+    return _render(template, {"meter": meter_number, "date": _format_date(when)}, name)
+
+
+def codes_render(*, template: str, meter_number: str, name: str, code1: str, code2: str, token: str, units: str) -> str:
+    """The codes SMS the vending service sends: codes labelled 1, 2, 3 in typing order."""
+    values = {"meter": meter_number, "code1": code1, "code2": code2, "token": token, "units": units}
+    return _render(template, values, name)
+
+
+def _check(template: str, allowed: set[str], sample: dict[str, str]) -> None:
+    try:
+        unknown = _fields(template) - allowed
+    except ValueError as exc:
+        raise TemplateError(f"bad template: {exc}") from None
+    if unknown:
+        raise TemplateError(f"unknown placeholders: {', '.join(sorted(unknown))}")
+    if "http" in template.lower() or "www." in template.lower():
+        raise TemplateError("no links in customer SMS: customers are told links are scams")
+    rendered = _render(template, sample, "N" * 120)
+    length = gsm7_length(rendered)
+    if length is None:
+        raise TemplateError("the template has characters outside GSM-7 (curly quotes, emoji...)")
+    if length > SMS_MAX:
+        raise TemplateError(f"the template renders to {length} characters at worst; the limit is {SMS_MAX}")
+
+
+def validate_notice_template(template: str) -> None:
+    _check(template, NOTICE_FIELDS, {"meter": LONGEST_METER, "date": "30 Sep 2024"})
+    if "{meter}" not in template:
+        raise TemplateError("a notice must name the meter")
+
+
+def validate_codes_template(template: str) -> None:
+    _check(template, CODES_FIELDS, {"meter": LONGEST_METER, **SAMPLE_CODES})
+    for field in ("{code1}", "{code2}", "{token}"):
+        if field not in template:
+            raise TemplateError(f"a codes message must contain {field}")
+    if not template.index("{code1}") < template.index("{code2}") < template.index("{token}"):
+        raise TemplateError("codes must appear in typing order: code1, code2, token")
+
+
+def notice_sql_expression(*, batch: Batch, meter_alias: str) -> tuple[str, list[Any]]:
+    """An SQL expression (SQLite and PostgreSQL) rendering the batch's notice for each meter row.
+
+    Same result as `notice_render` for names already in GSM-7 (the register's names are plain).
+    """
+    template = batch.campaign.notice_template
+    date = _format_date(batch.scheduled_at)
+    without_name = _squash(template.format(meter=LONGEST_METER, date=date, name=""))
+    room = max(SMS_MAX - len(without_name) - (1 if "{name}" in template else 0), 0)
+    name_len = min(room, NAME_MAX)
+    parts: list[str] = []
+    params: list[Any] = []
+    for literal, field, _, _ in string.Formatter().parse(template):
+        if literal:
+            parts.append("CAST(%s AS TEXT)")
+            params.append(literal)
+        if field == "meter":
+            parts.append(f"{meter_alias}.meter_number")
+        elif field == "name":
+            parts.append(f"RTRIM(SUBSTR(TRIM({meter_alias}.customer_name), 1, {int(name_len)}))")
+        elif field == "date":
+            parts.append("CAST(%s AS TEXT)")
+            params.append(date)
+    expression = " || ".join(parts) or "''"
+    # An empty name leaves two spaces; squash them as _squash does in Python.
+    return f"TRIM(REPLACE(REPLACE({expression}, '   ', ' '), '  ', ' '))", params

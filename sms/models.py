@@ -1,0 +1,70 @@
+"""The SMS outbox: one row per message, written in the business transaction, sent by Celery."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Message(models.Model):
+    class Purpose(models.TextChoices):
+        NOTICE = "notice", "Campaign notice"
+        CODES = "codes", "Update codes and token"
+        TOKEN = "token", "Token"
+        CARE = "care", "Customer care"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent (accepted by the gateway)"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+        REJECTED = "rejected", "Rejected"
+        CANCELLED = "cancelled", "Cancelled (batch cancelled)"
+
+    FINAL_STATUSES = (Status.DELIVERED, Status.FAILED, Status.REJECTED, Status.CANCELLED)
+
+    recipient = models.CharField(max_length=16, help_text="E.164, +254...")
+    body = models.TextField()
+    purpose = models.CharField(max_length=8, choices=Purpose.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    # NULL until the gateway accepts it; NULLs never collide in a unique index.
+    provider_message_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    cost = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="When a worker took it (sweep: stuck sends)")
+    last_error = models.CharField(max_length=500, blank=True)
+    failure_reason = models.CharField(max_length=64, blank=True)
+    meter = models.ForeignKey(
+        "meters.Meter", null=True, blank=True, on_delete=models.SET_NULL, related_name="sms_messages"
+    )
+    batch = models.ForeignKey(
+        "campaigns.Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    vend_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True, help_text="When the final report arrived")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # Claiming and the sweep only ever look at these few rows among millions.
+            models.Index(fields=["id"], condition=models.Q(status="queued"), name="sms_message_queued_idx"),
+            models.Index(fields=["claimed_at"], condition=models.Q(status="sending"), name="sms_message_sending_idx"),
+            models.Index(fields=["batch", "status"], name="sms_message_batch_status_idx"),
+            models.Index(fields=["meter", "-created_at"], name="sms_message_meter_idx"),
+            models.Index(fields=["recipient", "-created_at"], name="sms_message_recipient_idx"),
+        ]
+        constraints = [
+            # One notice per meter per batch, whatever re-runs of the batch start job do.
+            models.UniqueConstraint(
+                fields=["batch", "meter"],
+                condition=models.Q(purpose="notice"),
+                name="sms_message_one_notice_per_batch_meter",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} to {self.recipient}: {self.status}"
