@@ -301,6 +301,8 @@ def _import_postgresql(
         cursor.execute("SET LOCAL synchronous_commit = off")  # one import; a crash simply reruns it
         cursor.execute("SET LOCAL work_mem = '256MB'")  # the DISTINCT ON / window sorts stay in memory
         # TEMP: private to this session (two imports never collide), unlogged, dropped at commit.
+        # An enclosing transaction (seed_demo, tests) may still hold an earlier import's table.
+        cursor.execute("DROP TABLE IF EXISTS meter_import_stage")
         cursor.execute(
             """
             CREATE TEMP TABLE meter_import_stage (
@@ -370,6 +372,7 @@ def _import_postgresql(
             [Meter.Status.ACTIVE, Meter.KeyState.OLD_KEY, now, now],
         )
         inserted, updated = cursor.fetchone()
+        cursor.execute("DROP TABLE meter_import_stage")
     distinct = counter[0] - rejects.count - duplicate_count[0]
     return inserted, updated, distinct - inserted - updated, duplicate_count[0]
 
