@@ -1,13 +1,33 @@
 """Pure-Python STS (IEC 62055-41) token engine: the public facade.
 
-Nothing here imports Django; only the standard library and pycryptodome. See docs/sts.md.
+Nothing here imports Django; only the standard library and pycryptodome. See docs/sts.md for
+the protocol notes, which vectors verify what, and the open questions.
 Everything a caller needs is re-exported here; the ``_``-prefixed modules are private.
+
+Typical rollover for one meter (EA07, DKGA02)::
+
+    old_dk = derive_decoder_key(dkga="02", vending_key=vk1, pan=pan, sgc=sgc, ti=1, krn=1, kt=2)
+    new_dk = derive_decoder_key(dkga="02", vending_key=vk2, pan=pan, sgc=sgc, ti=1, krn=2, kt=2)
+    reset, update = key_change_tokens(ea="07", old_key=old_dk, new_key=new_dk, new_krn=2,
+                                      new_kt=2, new_ti=1, rollover=True)
+    tid = next_tid(last_tid_under_2014, now, BaseDate.BD_2014)
+    credit = credit_token(ea="07", decoder_key=new_dk, tid=tid, units=Decimal("25.5"))
+
+Keys are big-endian ``bytes``; amounts are ``Decimal`` (never float); all errors are
+:class:`StsError` subclasses (which are ``ValueError``).
 """
 
 from __future__ import annotations
 
-from ._amount import decode_amount, encode_amount
-from ._dkga import derive_decoder_key
+from ._amount import (
+    decode_amount,
+    decode_currency_amount,
+    decode_transfer_amount,
+    encode_amount,
+    encode_currency_amount,
+    encode_transfer_amount,
+)
+from ._dkga import clear_key_caches, derive_decoder_key
 from ._errors import (
     AmountOutOfRange,
     CrcMismatch,
@@ -31,16 +51,20 @@ from ._ident import (
     validate_meter_number,
 )
 from ._tokens import (
+    KEY_REVISION_DISPLAY_CONTROL,
     DecodedToken,
+    TokenKind,
     credit_token,
     decode_token,
     format_token,
     key_change_tokens,
     management_token,
+    test_token,
 )
 from .meter import EntryResult, RejectReason, VirtualMeter
 
 __all__ = [
+    "KEY_REVISION_DISPLAY_CONTROL",
     "AmountOutOfRange",
     "BaseDate",
     "CrcMismatch",
@@ -53,14 +77,20 @@ __all__ = [
     "KeyExpired",
     "RejectReason",
     "StsError",
+    "TokenKind",
     "TidOutOfRange",
     "UnknownAlgorithm",
     "VirtualMeter",
+    "clear_key_caches",
     "credit_token",
     "decode_amount",
+    "decode_currency_amount",
     "decode_token",
+    "decode_transfer_amount",
     "derive_decoder_key",
     "encode_amount",
+    "encode_currency_amount",
+    "encode_transfer_amount",
     "format_token",
     "is_valid_meter_number",
     "key_change_tokens",
@@ -68,6 +98,7 @@ __all__ = [
     "management_token",
     "next_tid",
     "pan_from_meter_number",
+    "test_token",
     "tid_from_datetime",
     "tid_to_datetime",
     "validate_meter_number",
