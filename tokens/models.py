@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models.functions import Mod
+from django.db.models.lookups import Exact
 
 from meters.models import BaseDate, KeyGenerationAlgorithm
 
@@ -34,3 +36,154 @@ class VendingKey(models.Model):
     def __repr__(self) -> str:
         # The default repr is harmless today; this one stays harmless if fields are added.
         return f"<VendingKey sgc={self.sgc} krn={self.krn} kcv={self.check_value}>"
+
+
+# --- Vending (issue 5): vends, issued tokens, key change sets, TID counters, reversals ---------------
+
+
+class KeyChangeSet(models.Model):
+    """The key change tokens (Reset code, Update code) that move one meter to a campaign's new key.
+
+    Generated once per meter and campaign, then attached to every vend until the meter is
+    confirmed on the new key: a key change token has no TID, so the same digits stay valid and
+    re-delivery never produces different codes.
+    """
+
+    meter = models.ForeignKey("meters.Meter", on_delete=models.PROTECT, related_name="key_change_sets")
+    campaign = models.ForeignKey("campaigns.Campaign", on_delete=models.PROTECT, related_name="key_change_sets")
+    from_sgc = models.CharField(max_length=6)
+    from_krn = models.PositiveSmallIntegerField()
+    from_base_date = models.PositiveSmallIntegerField(choices=BaseDate.choices)
+    to_sgc = models.CharField(max_length=6)
+    to_krn = models.PositiveSmallIntegerField()
+    to_base_date = models.PositiveSmallIntegerField(choices=BaseDate.choices)
+    to_ken = models.PositiveSmallIntegerField()
+    rollover = models.BooleanField()
+    # Two 20-digit codes for 64-bit keys (EA07/EA09), four for 128-bit keys; in the order to type them.
+    codes = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["meter", "campaign"], name="key_change_set_meter_campaign")]
+
+    def __str__(self) -> str:
+        return f"{self.meter_id}: SGC {self.from_sgc} KRN {self.from_krn} -> KRN {self.to_krn}"
+
+    def __repr__(self) -> str:
+        return f"<KeyChangeSet meter={self.meter_id} campaign={self.campaign_id} krn {self.from_krn}->{self.to_krn}>"
+
+
+class TidCounter(models.Model):
+    """The last TID issued to one meter under one key, locked (SELECT FOR UPDATE) to issue the next."""
+
+    meter = models.ForeignKey("meters.Meter", on_delete=models.CASCADE, related_name="+")
+    sgc = models.CharField(max_length=6)
+    krn = models.PositiveSmallIntegerField()
+    base_date = models.PositiveSmallIntegerField(choices=BaseDate.choices)
+    last_tid = models.PositiveIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["meter", "sgc", "krn"], name="tid_counter_meter_key")]
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} SGC {self.sgc} KRN {self.krn}: {self.last_tid}"
+
+
+class Vend(models.Model):
+    """A partner's sale: the financial record, kept forever, with the exact response it was given."""
+
+    public_id = models.UUIDField(unique=True, editable=False)
+    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="vends")
+    reference = models.CharField(max_length=64, help_text="The partner's unique reference")
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the normalised request")
+    meter = models.ForeignKey("meters.Meter", on_delete=models.PROTECT, related_name="vends")
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    units = models.DecimalField(max_digits=10, decimal_places=1)
+    customer_phone = models.CharField(max_length=16, blank=True)
+    key_change_set = models.ForeignKey(
+        KeyChangeSet, null=True, blank=True, on_delete=models.PROTECT, related_name="vends"
+    )
+    response_status = models.PositiveSmallIntegerField(default=201)
+    response_body = models.TextField(help_text="The JSON sent to the partner, replayed byte for byte")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["partner", "reference"], name="vend_partner_reference")]
+        indexes = [models.Index(fields=["meter", "-created_at"], name="vend_meter_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.partner_id}/{self.reference}: KES {self.amount} to {self.meter_id}"
+
+
+class IssuedToken(models.Model):
+    """A TID-bearing token (credit or management) issued to a meter under one of its keys."""
+
+    class Kind(models.TextChoices):
+        CREDIT = "credit", "Credit"
+        MANAGEMENT = "management", "Management"
+
+    meter = models.ForeignKey("meters.Meter", on_delete=models.PROTECT, related_name="issued_tokens")
+    vend = models.OneToOneField(Vend, null=True, blank=True, on_delete=models.PROTECT, related_name="credit_token")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    token_class = models.PositiveSmallIntegerField()
+    subclass = models.PositiveSmallIntegerField()
+    sgc = models.CharField(max_length=6)
+    krn = models.PositiveSmallIntegerField()
+    base_date = models.PositiveSmallIntegerField(choices=BaseDate.choices)
+    tid = models.PositiveIntegerField()
+    units = models.DecimalField(max_digits=10, decimal_places=1, null=True, blank=True)
+    value = models.PositiveIntegerField(null=True, blank=True, help_text="Management token value, if any")
+    digits = models.CharField(max_length=20)
+    issued_at = models.DateTimeField(auto_now_add=True)
+    issued_by = models.CharField(max_length=100, help_text="partner:<id>, user:<name>, ...")
+
+    class Meta:
+        ordering = ["-issued_at", "-id"]
+        permissions = [
+            ("view_token_digits", "Can see token digits"),
+            ("issue_management_token", "Can issue management tokens"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["meter", "sgc", "krn", "tid"], name="issued_token_meter_key_tid"),
+            # 00:01 of any day is a reserved TID (reference.md section 4).
+            models.CheckConstraint(condition=~Exact(Mod("tid", 1440), 1), name="issued_token_tid_not_reserved"),
+        ]
+        indexes = [models.Index(fields=["meter", "-issued_at"], name="issued_token_meter_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} token for {self.meter_id} (KRN {self.krn}, TID {self.tid})"
+
+    def __repr__(self) -> str:
+        # Never the digits: they are a bearer credential for electricity.
+        return f"<IssuedToken {self.kind} meter={self.meter_id} krn={self.krn} tid={self.tid}>"
+
+
+class ReversalRequest(models.Model):
+    """A partner's request to reverse a vend, queued for customer care.
+
+    It never un-issues anything: an STS token cannot be revoked once issued.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        APPROVED = "approved", "Approved (refund outside the token system)"
+        REJECTED = "rejected", "Rejected"
+
+    vend = models.OneToOneField(Vend, on_delete=models.PROTECT, related_name="reversal_request")
+    reason = models.CharField(max_length=500)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    requested_by = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=100, blank=True)
+    resolution_note = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "-created_at"], name="reversal_status_idx")]
+
+    def __str__(self) -> str:
+        return f"reversal of vend {self.vend_id}: {self.status}"

@@ -156,6 +156,17 @@ STS_KEK = env_secret("STS_KEK")
 # --- SMS ----------------------------------------------------------------------------------------
 SMS_BACKEND = os.environ.get("SMS_BACKEND", "sms.backends.console.ConsoleBackend")
 
+# --- Vending tariff (tokens/tariff.py) --------------------------------------------------------------
+# A simple domestic tariff: KES per kWh, per-kWh levies, levies as a percentage of the energy charge,
+# then VAT on everything. Strings, read as Decimal: money never goes through float.
+TARIFF = {
+    "energy_rate": "19.08",
+    "per_kwh_levies": {"fuel_energy_cost": "3.73", "forex": "1.21", "inflation": "0.23", "epra_levy": "0.08"},
+    "energy_percent_levies": {"rep_levy": "5"},
+    "vat_percent": "16",
+}
+PARTNER_DEFAULT_THROTTLE_RATE = os.environ.get("PARTNER_DEFAULT_THROTTLE_RATE", "3000/min")
+
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

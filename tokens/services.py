@@ -1,0 +1,683 @@
+"""Vending: the partner sale that carries the key change codes, and the token services care and USSD use.
+
+The vend is one database transaction: the vend row (whose unique (partner, reference) makes
+retries and concurrent duplicates safe), the key change set when the meter needs one, the credit
+token with a TID allocated under a row lock, the meter's and enrollment's state, the partner's
+daily total and the customer SMS in the outbox. Nothing is half done; an SMS is sent after commit.
+
+Decoder keys are derived inside these functions and dropped when they return; neither they nor
+token digits are ever logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from audit.services import audit_record
+from meters.models import Meter
+from partners.models import Partner
+from partners.services import partner_daily_reserve
+
+from . import errors
+from .custody import VendingKeyError, VendingKeyNotFound, vending_key_get
+from .models import IssuedToken, KeyChangeSet, ReversalRequest, TidCounter, Vend
+from .sts import (
+    AmountOutOfRange,
+    KeyExpired,
+    StsError,
+    TidOutOfRange,
+    credit_token,
+    decode_amount,
+    derive_decoder_key,
+    encode_amount,
+    key_change_tokens,
+    management_token,
+    next_tid,
+    pan_from_meter_number,
+    tid_from_datetime,
+    validate_meter_number,
+)
+from .tariff import tariff_quote
+
+logger = logging.getLogger(__name__)
+
+BLOCKED_STATUSES = (Meter.Status.BLOCKED, Meter.Status.RETIRED)
+CODE_LABELS = {1: ("reset_code", "Reset code"), 2: ("update_code", "Update code")}
+TOKEN_LABEL = "Token"  # noqa: S105 - the receipt label, not a secret
+
+
+# --- Keys and plans ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MeterKey:
+    """One decoder key of a meter, as the parameters it is derived from (never the key itself)."""
+
+    sgc: str
+    krn: int
+    base_date: int
+    ken: int
+
+
+@dataclass(frozen=True)
+class VendPlan:
+    """What a vend for this meter must carry: the key the credit token is made under, and the
+    campaign whose key change codes go first (None when the meter needs no codes)."""
+
+    key: MeterKey
+    campaign: Any = None
+    enrollment: Any = None
+
+
+def _wall_clock(now: datetime) -> datetime:
+    """TIDs count wall-clock minutes; the vending system's wall clock is Nairobi time."""
+    return timezone.localtime(now).replace(tzinfo=None)
+
+
+def _key_usable(key: MeterKey, now: datetime) -> bool:
+    """Whether a credit token made now under `key` has a TID that fits and is not past the KEN."""
+    try:
+        tid = tid_from_datetime(_wall_clock(now), key.base_date)
+    except TidOutOfRange:
+        return False
+    return (tid >> 16) <= key.ken
+
+
+def meter_current_key(meter: Meter) -> MeterKey:
+    """The key the register says the meter holds.
+
+    A meter confirmed on a campaign's new key whose register row still shows the old key (the
+    campaign service may leave the register as loaded) holds the key its last key change set
+    moved it to.
+    """
+    key = MeterKey(sgc=meter.sgc, krn=meter.krn, base_date=meter.base_date, ken=meter.ken)
+    if meter.key_state == Meter.KeyState.CONFIRMED:
+        moved = (
+            KeyChangeSet.objects.filter(meter=meter, from_sgc=meter.sgc, from_krn=meter.krn)
+            .order_by("-created_at", "-id")
+            .first()
+        )
+        if moved is not None:
+            key = MeterKey(sgc=moved.to_sgc, krn=moved.to_krn, base_date=moved.to_base_date, ken=moved.to_ken)
+    return key
+
+
+def _campaign_key(meter: Meter, campaign: Any) -> MeterKey:
+    return MeterKey(sgc=meter.sgc, krn=campaign.to_krn, base_date=campaign.new_base_date, ken=campaign.new_ken)
+
+
+def _open_enrollment(meter: Meter) -> Any:
+    """The meter's enrollment in an open batch that is not yet confirmed, via the campaign service."""
+    from campaigns.services import enrollment_for_meter
+
+    enrollment = enrollment_for_meter(meter)
+    if enrollment is None:
+        return None
+    # A "failed" enrollment (the customer reported the codes rejected) still gets the same codes again.
+    if enrollment.state not in ("scheduled", "notified", "codes_issued", "failed"):
+        return None
+    return enrollment
+
+
+def _campaign_covering(meter: Meter) -> Any:
+    """An active campaign that moves this meter's supply group off its current key revision."""
+    from campaigns.models import Campaign
+
+    # sgcs is a JSON list; there are a handful of campaigns, so filter them here (portable to SQLite).
+    for campaign in Campaign.objects.filter(status=Campaign.Status.ACTIVE, from_krn=meter.krn).order_by("-id"):
+        if meter.sgc in campaign.sgcs:
+            return campaign
+    return None
+
+
+def vend_plan(meter: Meter, *, now: datetime) -> VendPlan:
+    """Decide what a vend for `meter` carries at `now`, or raise the VendError a partner should see."""
+    if meter.status in BLOCKED_STATUSES:
+        raise errors.MeterBlocked(f"Meter {meter.meter_number} is {meter.get_status_display().lower()}.")
+    current = meter_current_key(meter)
+    if meter.key_state == Meter.KeyState.CONFIRMED:
+        if not _key_usable(current, now):
+            raise errors.KeyChangeRequired(
+                f"Meter {meter.meter_number}'s key can no longer carry tokens and no key change is set up."
+            )
+        return VendPlan(key=current)
+    if meter.key_state == Meter.KeyState.NON_COMPLIANT:
+        if _key_usable(current, now):
+            return VendPlan(key=current)
+        raise errors.MeterNonCompliant(
+            f"Meter {meter.meter_number} cannot take the update codes and is waiting for a field visit."
+        )
+
+    enrollment = _open_enrollment(meter)
+    campaign = enrollment.campaign if enrollment is not None else None
+    if campaign is None and meter.key_state == Meter.KeyState.CODES_ISSUED:
+        # Codes already went out (e.g. after the rollover, outside any batch): keep sending the same ones.
+        issued = KeyChangeSet.objects.filter(meter=meter, from_sgc=meter.sgc, from_krn=meter.krn).first()
+        campaign = issued.campaign if issued is not None else None
+    if campaign is None and not _key_usable(current, now):
+        # Past the rollover the old key cannot carry a credit token: only the codes can save this sale.
+        campaign = _campaign_covering(meter)
+        if campaign is None:
+            raise errors.KeyChangeRequired(
+                f"Meter {meter.meter_number} is on a key that can no longer carry tokens "
+                f"and no update campaign covers supply group {meter.sgc}."
+            )
+    if campaign is None:
+        return VendPlan(key=current)
+    return VendPlan(key=_campaign_key(meter, campaign), campaign=campaign, enrollment=enrollment)
+
+
+def _decoder_key(meter: Meter, pan: str, key: MeterKey) -> bytes:
+    try:
+        vending_key = vending_key_get(sgc=key.sgc, krn=key.krn)
+    except VendingKeyNotFound:
+        raise errors.VendingUnavailable(f"Vending is not set up for supply group {key.sgc} key {key.krn}.") from None
+    except VendingKeyError:
+        logger.error("vending key SGC %s KRN %s failed to unwrap", key.sgc, key.krn)
+        raise errors.VendingUnavailable("Vending is temporarily unavailable.") from None
+    return derive_decoder_key(
+        dkga=meter.dkga,
+        vending_key=vending_key,
+        pan=pan,
+        sgc=key.sgc,
+        ti=meter.ti,
+        krn=key.krn,
+        kt=meter.kt,
+        base_date=key.base_date,
+        ea=meter.ea,
+    )
+
+
+def _lock_counter(meter: Meter, key: MeterKey) -> TidCounter:
+    """Lock (creating if needed) the meter's TID counter for `key`: every token to this meter and key
+    and every key change set to it is made while holding this row lock."""
+    locked = TidCounter.objects.select_for_update().filter(meter=meter, sgc=key.sgc, krn=key.krn)
+    try:
+        return locked.get()
+    except TidCounter.DoesNotExist:
+        TidCounter.objects.bulk_create(
+            [TidCounter(meter=meter, sgc=key.sgc, krn=key.krn, base_date=key.base_date)], ignore_conflicts=True
+        )
+        return locked.get()
+
+
+def _allocate_tid(counter: TidCounter, key: MeterKey, now: datetime) -> int:
+    try:
+        tid = next_tid(counter.last_tid, _wall_clock(now), key.base_date, key.ken)
+    except (TidOutOfRange, KeyExpired):
+        raise errors.KeyChangeRequired("The meter's key can no longer carry tokens.") from None
+    TidCounter.objects.filter(pk=counter.pk).update(last_tid=tid, updated_at=timezone.now())
+    counter.last_tid = tid
+    return tid
+
+
+def _key_change_set_under_lock(meter: Meter, campaign: Any, pan: str) -> KeyChangeSet:
+    """The meter's codes for `campaign`, made once. Call with the new key's counter locked."""
+    existing = KeyChangeSet.objects.filter(meter=meter, campaign=campaign).first()
+    if existing is not None:
+        return existing
+    old = MeterKey(sgc=meter.sgc, krn=meter.krn, base_date=meter.base_date, ken=meter.ken)
+    new = _campaign_key(meter, campaign)
+    codes = key_change_tokens(
+        ea=meter.ea,
+        old_key=_decoder_key(meter, pan, old),
+        new_key=_decoder_key(meter, pan, new),
+        new_krn=new.krn,
+        new_kt=meter.kt,
+        new_ti=meter.ti,
+        new_ken=new.ken,
+        rollover=campaign.rollover,
+        new_sgc=new.sgc if meter.ea == "11" else None,  # only 128-bit key sets carry the SGC
+    )
+    return KeyChangeSet.objects.create(
+        meter=meter,
+        campaign=campaign,
+        from_sgc=old.sgc,
+        from_krn=old.krn,
+        from_base_date=old.base_date,
+        to_sgc=new.sgc,
+        to_krn=new.krn,
+        to_base_date=new.base_date,
+        to_ken=new.ken,
+        rollover=campaign.rollover,
+        codes=list(codes),
+    )
+
+
+def _codes_issued(meter: Meter, enrollment: Any, actor_label: str) -> None:
+    """Move the enrollment (through the campaign service) and the meter to "codes issued", once."""
+    if enrollment is not None and enrollment.state in ("scheduled", "notified"):
+        from campaigns.services import enrollment_mark_codes_issued
+
+        enrollment_mark_codes_issued(enrollment=enrollment, actor_label=actor_label)
+    if meter.key_state == Meter.KeyState.OLD_KEY:
+        # Also for meters outside any batch (codes sent after the rollover); a no-op if done above.
+        Meter.objects.filter(pk=meter.pk, key_state=Meter.KeyState.OLD_KEY).update(
+            key_state=Meter.KeyState.CODES_ISSUED, updated_at=timezone.now()
+        )
+
+
+# --- Presentation shared by the API, SMS, USSD and care -----------------------------------------------
+
+
+def token_display(digits: str) -> str:
+    """20 digits grouped 4-4-4-4-4 with dashes, as printed on receipts."""
+    return "-".join(digits[i : i + 4] for i in range(0, 20, 4))
+
+
+def tokens_list(*, codes: list[str], credit_digits: str) -> list[dict[str, Any]]:
+    """The ordered list of what to type: the key change codes, then the credit token."""
+    items = []
+    for position, digits in enumerate(codes, start=1):
+        kind, label = CODE_LABELS.get(position, ("update_code", f"Update code {position}"))
+        items.append({"position": position, "kind": kind, "label": label, "digits": digits})
+    items.append({"position": len(codes) + 1, "kind": "credit", "label": TOKEN_LABEL, "digits": credit_digits})
+    for item in items:
+        item["display"] = token_display(item["digits"])
+    return items
+
+
+def instruction_for(codes: list[str]) -> str:
+    if not codes:
+        return "Type the token into the meter and press Enter."
+    steps = ", then ".join(f"{label} ({n})" for n, label in ((1, "Reset code"), (2, "Update code")))
+    return (
+        f"Load any unused old tokens first. Then type, in this order and waiting for each to be accepted: "
+        f"{steps}, then the Token ({len(codes) + 1})."
+    )
+
+
+def _sms_body(*, meter: Meter, campaign: Any, codes: list[str], credit: str, units: Decimal, amount: Decimal) -> str:
+    if codes and campaign is not None and len(codes) == 2:
+        try:
+            return campaign.codes_template.format(
+                meter=meter.meter_number,
+                code1=token_display(codes[0]),
+                code2=token_display(codes[1]),
+                token=token_display(credit),
+                units=f"{units} kWh",
+            )
+        except (KeyError, IndexError, ValueError):
+            logger.warning("campaign %s has an unusable codes template; using the default", campaign.pk)
+    if codes:
+        numbered = " ".join(f"{n}) {token_display(c)}" for n, c in enumerate([*codes, credit], start=1))
+        return f"KPLC {meter.meter_number} type in order: {numbered} ({units} kWh). Lost? *977#"
+    return f"KPLC {meter.meter_number} token: {token_display(credit)} {units} kWh KES {amount}. Lost? *977#"
+
+
+def _queue_sms(*, vend: Vend, meter: Meter, body: str, with_codes: bool, batch: Any = None) -> bool:
+    recipient = vend.customer_phone or meter.phone
+    if not recipient:
+        return False
+    from sms.services import message_queue
+
+    message_queue(
+        recipient=recipient,
+        body=body,
+        purpose="codes" if with_codes else "token",
+        meter=meter,
+        batch=batch,
+        vend_id=vend.pk,
+    )
+    return True
+
+
+# --- The vend -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VendOutcome:
+    """What to send back: the stored JSON text and status, and whether this was a replay."""
+
+    status: int
+    body: str
+    replayed: bool
+    vend: Vend
+
+
+def _fingerprint(*, meter_number: str, amount: Decimal, customer_phone: str) -> str:
+    canonical = json.dumps(
+        {"meter_number": meter_number, "amount": str(amount), "customer_phone": customer_phone},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _replay(existing: Vend, fingerprint: str) -> VendOutcome:
+    if existing.fingerprint != fingerprint:
+        raise errors.DuplicateReference(
+            f"Reference {existing.reference!r} was already used for a different vend. "
+            "Retry with the identical request to get the original response."
+        )
+    return VendOutcome(status=existing.response_status, body=existing.response_body, replayed=True, vend=existing)
+
+
+def vend_create(
+    *,
+    partner: Partner,
+    meter_number: str,
+    amount: Decimal,
+    reference: str,
+    customer_phone: str = "",
+    now: datetime | None = None,
+) -> VendOutcome:
+    """Sell `amount` KES of electricity for `meter_number`, or replay the sale `reference` already made.
+
+    The same partner and reference with the same request returns the first response byte for
+    byte; with a different request it is DUPLICATE_REFERENCE. Refusals (limits, unknown meter)
+    are not stored, so a corrected retry may reuse the reference.
+    """
+    try:
+        meter_number = validate_meter_number(meter_number)
+    except StsError:
+        raise errors.InvalidMeterNumber("The meter number is not valid (11 or 13 digits, Luhn check).") from None
+    amount = amount.quantize(Decimal("0.01"))
+    fingerprint = _fingerprint(meter_number=meter_number, amount=amount, customer_phone=customer_phone)
+    existing = Vend.objects.filter(partner=partner, reference=reference).first()
+    if existing is not None:
+        return _replay(existing, fingerprint)
+    if amount < partner.min_vend_amount:
+        raise errors.AmountTooLow(f"The smallest vend is KES {partner.min_vend_amount}.")
+    if amount > partner.max_vend_amount:
+        raise errors.AmountTooHigh(f"The largest vend is KES {partner.max_vend_amount}.")
+    meter = Meter.objects.filter(meter_number=meter_number).first()
+    if meter is None:
+        raise errors.UnknownMeter(f"No meter {meter_number} in the register.")
+    now = now or timezone.now()
+    try:
+        with transaction.atomic():
+            # Inserted first: a concurrent duplicate blocks on the unique index until this commits,
+            # then fails and replays it. Exactly one vend per (partner, reference), by constraint.
+            vend = Vend.objects.create(
+                public_id=uuid.uuid4(),
+                partner=partner,
+                reference=reference,
+                fingerprint=fingerprint,
+                meter=meter,
+                amount=amount,
+                units=Decimal(0),
+                customer_phone=customer_phone,
+                response_body="",
+            )
+            return _vend_issue(vend=vend, meter=meter, partner=partner, now=now)
+    except IntegrityError:
+        existing = Vend.objects.filter(partner=partner, reference=reference).first()
+        if existing is None:
+            raise
+        return _replay(existing, fingerprint)
+
+
+def _vend_issue(*, vend: Vend, meter: Meter, partner: Partner, now: datetime) -> VendOutcome:
+    actor_label = f"partner:{partner.pk}"
+    plan = vend_plan(meter, now=now)
+    quote = tariff_quote(amount=vend.amount)
+    try:
+        amount_field = encode_amount(quote.units)
+    except AmountOutOfRange:
+        raise errors.AmountTooHigh("The amount buys more units than one token can carry.") from None
+    units = decode_amount(amount_field)  # what the meter will credit: >= the units paid for
+    pan = pan_from_meter_number(meter.meter_number)
+
+    counter = _lock_counter(meter, plan.key)
+    key_change_set = None
+    codes: list[str] = []
+    if plan.campaign is not None:
+        key_change_set = _key_change_set_under_lock(meter, plan.campaign, pan)
+        codes = list(key_change_set.codes)
+    tid = _allocate_tid(counter, plan.key, now)
+    decoder_key = _decoder_key(meter, pan, plan.key)
+    digits = credit_token(ea=meter.ea, decoder_key=decoder_key, tid=tid, amount_field=amount_field, ken=plan.key.ken)
+    del decoder_key
+    IssuedToken.objects.create(
+        meter=meter,
+        vend=vend,
+        kind=IssuedToken.Kind.CREDIT,
+        token_class=0,
+        subclass=0,
+        sgc=plan.key.sgc,
+        krn=plan.key.krn,
+        base_date=plan.key.base_date,
+        tid=tid,
+        units=units,
+        digits=digits,
+        issued_by=actor_label,
+    )
+    body = {
+        "vend_id": str(vend.public_id),
+        "reference": vend.reference,
+        "meter_number": meter.meter_number,
+        "amount": str(vend.amount),
+        "currency": "KES",
+        "units": str(units),
+        "unit": "kWh",
+        "tariff": quote.as_dict(),
+        "key_change": bool(codes),
+        "tokens": tokens_list(codes=codes, credit_digits=digits),
+        "instruction": instruction_for(codes),
+        "sms_queued": False,
+        "created_at": vend.created_at.isoformat(),
+    }
+    batch = getattr(plan.enrollment, "batch", None) if plan.enrollment is not None else None
+    sms = _sms_body(meter=meter, campaign=plan.campaign, codes=codes, credit=digits, units=units, amount=vend.amount)
+    body["sms_queued"] = _queue_sms(vend=vend, meter=meter, body=sms, with_codes=bool(codes), batch=batch)
+
+    vend.units = units
+    vend.key_change_set = key_change_set
+    vend.response_status = 201
+    vend.response_body = json.dumps(body, separators=(",", ":"))
+    vend.save(update_fields=["units", "key_change_set", "response_status", "response_body"])
+
+    # Last, the updates of shared counter rows (campaign and batch funnel counters, the partner's
+    # daily total), so those hot rows stay locked only for the very end of the transaction.
+    if key_change_set is not None:
+        _codes_issued(meter, plan.enrollment, actor_label)
+    if not partner_daily_reserve(partner=partner, amount=vend.amount, day=timezone.localdate(now)):
+        raise errors.DailyLimitExceeded(
+            f"This vend would take the partner past its daily limit of KES {partner.daily_limit}."
+        )
+    return VendOutcome(status=201, body=vend.response_body, replayed=False, vend=vend)
+
+
+# --- Retrieval, reprint, reversal -----------------------------------------------------------------------
+
+
+def vend_get(*, partner: Partner, reference: str) -> Vend:
+    vend = Vend.objects.filter(partner=partner, reference=reference).first()
+    if vend is None:
+        raise errors.VendNotFound(f"No vend with reference {reference!r} for this partner.")
+    return vend
+
+
+def vend_reprint(*, partner: Partner, reference: str, now: datetime | None = None) -> dict[str, Any]:
+    """The original receipt marked as a reprint (same tokens); each reprint is audited."""
+    vend = vend_get(partner=partner, reference=reference)
+    body = json.loads(vend.response_body)
+    body["reprint"] = True
+    body["reprinted_at"] = (now or timezone.now()).isoformat()
+    audit_record(action="vend.reprinted", actor_label=f"partner:{partner.pk}", target=vend, reference=reference)
+    return body
+
+
+def reversal_request_create(*, partner: Partner, reference: str, reason: str) -> tuple[ReversalRequest, bool]:
+    """Record a reversal request for care. Returns (request, created); a repeat returns the first one."""
+    vend = vend_get(partner=partner, reference=reference)
+    with transaction.atomic():
+        request, created = ReversalRequest.objects.get_or_create(
+            vend=vend, defaults={"reason": reason, "requested_by": f"partner:{partner.pk}"}
+        )
+        if created:
+            audit_record(
+                action="vend.reversal_requested",
+                actor_label=f"partner:{partner.pk}",
+                target=vend,
+                reference=reference,
+                reason=reason,
+            )
+    return request, created
+
+
+def reversal_request_resolve(
+    *, reversal: ReversalRequest, approve: bool, note: str, actor: Any = None, actor_label: str = ""
+) -> bool:
+    """Care closes a reversal request. Tokens stay issued either way; a refund happens outside STS."""
+    status = ReversalRequest.Status.APPROVED if approve else ReversalRequest.Status.REJECTED
+    label = actor_label or (actor.get_username() if getattr(actor, "is_authenticated", False) else "system")
+    with transaction.atomic():
+        updated = ReversalRequest.objects.filter(pk=reversal.pk, status=ReversalRequest.Status.OPEN).update(
+            status=status, resolved_at=timezone.now(), resolved_by=label, resolution_note=note
+        )
+        if updated:
+            audit_record(action=f"vend.reversal_{status}", actor=actor, actor_label=label, target=reversal.vend)
+    return bool(updated)
+
+
+# --- For USSD and customer care -------------------------------------------------------------------------
+
+
+def meter_summary(*, meter: Meter, now: datetime | None = None) -> dict[str, Any]:
+    """What a partner may see before selling: masked name, region, can-vend, pending update."""
+    now = now or timezone.now()
+    reason = None
+    try:
+        plan = vend_plan(meter, now=now)
+        pending = plan.campaign is not None
+    except errors.VendError as exc:
+        reason, pending = exc.code, False
+    return {
+        "meter_number": meter.meter_number,
+        "customer_name": mask_name(meter.customer_name),
+        "region": meter.region,
+        "can_vend": reason is None,
+        "reason": reason,
+        "pending_update": pending,
+        "key_state": meter.key_state,
+    }
+
+
+def mask_name(name: str) -> str:
+    """'Jane Wanjiru' -> 'J*** W******': enough for a cashier to confirm, not to harvest."""
+    return " ".join(word[0] + "*" * (len(word) - 1) for word in name.split())
+
+
+def meter_update_codes(*, meter: Meter) -> KeyChangeSet | None:
+    """The key change set the meter should type (latest one from its current register key), or None.
+
+    Read-only: USSD and care show and resend these; they are made by a vend or `key_change_set_issue`.
+    """
+    return (
+        KeyChangeSet.objects.filter(meter=meter, from_sgc=meter.sgc, from_krn=meter.krn)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def key_change_set_issue(*, meter: Meter, campaign: Any, actor_label: str) -> KeyChangeSet:
+    """Make (once) and return the meter's codes for `campaign` without a sale, e.g. for USSD *977#.
+
+    Moves the meter and its enrollment to "codes issued". Same lock as a vend, so a vend racing it
+    gets the same codes.
+    """
+    pan = pan_from_meter_number(meter.meter_number)
+    with transaction.atomic():
+        _lock_counter(meter, _campaign_key(meter, campaign))
+        key_change_set = _key_change_set_under_lock(meter, campaign, pan)
+        enrollment = _open_enrollment(meter)
+        _codes_issued(
+            meter, enrollment if enrollment is not None and enrollment.campaign_id == campaign.pk else None, actor_label
+        )
+    return key_change_set
+
+
+def meter_last_tokens(*, meter: Meter, limit: int = 3) -> list[IssuedToken]:
+    """The meter's most recent credit tokens, newest first (with .vend loaded)."""
+    return list(
+        IssuedToken.objects.filter(meter=meter, kind=IssuedToken.Kind.CREDIT)
+        .select_related("vend")
+        .order_by("-issued_at", "-id")[:limit]
+    )
+
+
+def vend_tokens(*, vend: Vend) -> list[dict[str, Any]]:
+    """The vend's ordered tokens (codes then credit), exactly as first delivered."""
+    return json.loads(vend.response_body)["tokens"]
+
+
+def vend_sms_resend(*, vend: Vend, actor: Any = None, actor_label: str = "", recipient: str = "") -> bool:
+    """Queue the vend's SMS again (same digits). Audited; returns False when there is no phone."""
+    meter = vend.meter
+    body = json.loads(vend.response_body)
+    items = body["tokens"]
+    codes = [t["digits"] for t in items if t["kind"] != "credit"]
+    credit = next(t["digits"] for t in items if t["kind"] == "credit")
+    campaign = vend.key_change_set.campaign if vend.key_change_set_id else None
+    text = _sms_body(meter=meter, campaign=campaign, codes=codes, credit=credit, units=vend.units, amount=vend.amount)
+    phone = recipient or vend.customer_phone or meter.phone
+    if not phone:
+        return False
+    from sms.services import message_queue
+
+    with transaction.atomic():
+        message_queue(recipient=phone, body=text, purpose="codes" if codes else "token", meter=meter, vend_id=vend.pk)
+        audit_record(action="vend.sms_resent", actor=actor, actor_label=actor_label, target=vend)
+    return True
+
+
+def management_token_issue(
+    *,
+    meter: Meter,
+    subclass: int,
+    value: int = 0,
+    actor: Any = None,
+    actor_label: str = "",
+    now: datetime | None = None,
+) -> IssuedToken:
+    """Issue a class 2 management token under the meter's current key, with a fresh TID. Audited.
+
+    Subclasses (tokens.sts.management_token): 0 set maximum power limit (value: watts field),
+    1 clear credit (0xFFFF all registers), 5 clear tamper (value 0), 6 set phase unbalance limit.
+
+    The caller checks the `tokens.issue_management_token` permission.
+    """
+    now = now or timezone.now()
+    key = meter_current_key(meter)
+    pan = pan_from_meter_number(meter.meter_number)
+    label = actor_label or (actor.get_username() if getattr(actor, "is_authenticated", False) else "system")
+    with transaction.atomic():
+        counter = _lock_counter(meter, key)
+        tid = _allocate_tid(counter, key, now)
+        digits = management_token(
+            ea=meter.ea, decoder_key=_decoder_key(meter, pan, key), subclass=subclass, tid=tid, value=value, ken=key.ken
+        )
+        token = IssuedToken.objects.create(
+            meter=meter,
+            kind=IssuedToken.Kind.MANAGEMENT,
+            token_class=2,
+            subclass=subclass,
+            sgc=key.sgc,
+            krn=key.krn,
+            base_date=key.base_date,
+            tid=tid,
+            value=value,
+            digits=digits,
+            issued_by=label,
+        )
+        audit_record(
+            action="token.management_issued",
+            actor=actor,
+            actor_label=label,
+            target=token,
+            subclass=subclass,
+            value=value,
+        )
+    return token
