@@ -59,7 +59,7 @@ from ._tokens import (
     format_token,
     key_change_tokens,
     management_token,
-    test_token,
+    meter_test_token,
 )
 from .meter import EntryResult, RejectReason, VirtualMeter
 
@@ -98,7 +98,7 @@ __all__ = [
     "management_token",
     "next_tid",
     "pan_from_meter_number",
-    "test_token",
+    "meter_test_token",
     "tid_from_datetime",
     "tid_to_datetime",
     "validate_meter_number",

@@ -43,7 +43,7 @@ __all__ = [
     "key_change_tokens",
     "management_token",
     "parse_token",
-    "test_token",
+    "meter_test_token",
 ]
 
 CLASS_TRANSFER = 0
@@ -270,12 +270,12 @@ def management_token(
     return _encrypt_token(cipher, CLASS_MANAGEMENT, _block(CLASS_MANAGEMENT, subclass, data))
 
 
-def test_token(*, control: int, mfr: int = 0, subclass: int = 0) -> str:
+def meter_test_token(*, control: int, mfr: int = 0, subclass: int = 0) -> str:
     """A class 1 InitiateMeterTest/Display token (not encrypted, reference.md 3.2).
 
     Subclass 0: 36-bit control, 8-bit manufacturer code (2-digit codes); subclass 1: 28-bit
     control, 16-bit manufacturer code (4-digit codes). ``mfr`` 0 addresses every manufacturer.
-    ``test_token(control=KEY_REVISION_DISPLAY_CONTROL)`` is ``18446744073843772416``.
+    ``meter_test_token(control=KEY_REVISION_DISPLAY_CONTROL)`` is ``18446744073843772416``.
     """
     if subclass == 0:
         data = _check_int("control", control, 36) << 8 | _check_int("manufacturer code", mfr, 8)
