@@ -523,33 +523,35 @@ def enrollment_mark_notified(*, enrollment: Enrollment, actor_label: str = "syst
     )
 
 
-def enrollments_mark_notified(*, batch_id: int, meter_ids: Sequence[int], at: dt.datetime | None = None) -> int:
-    """Set-based: the batch's enrollments for these meters were sent their notice."""
-    if not meter_ids:
-        return 0
+def notices_sent(*, batch_id: int, meter_ids: Sequence[int], at: dt.datetime | None = None) -> int:
+    """Set-based, for the SMS pipeline: these meters' notices were accepted by the gateway.
+
+    Their enrollments (still scheduled) become notified; the batch's messages_sent counter
+    grows by the number of notices. Returns the number of enrollments notified.
+    """
     at = at or timezone.now()
+    meter_ids = [pk for pk in meter_ids if pk is not None]
     with transaction.atomic():
+        campaign_id = Batch.objects.filter(pk=batch_id).values_list("campaign_id", flat=True).first()
+        if campaign_id is None:
+            return 0
         ids = list(
             Enrollment.objects.select_for_update()
             .filter(batch_id=batch_id, meter_id__in=meter_ids, state=State.SCHEDULED)
-            .values_list("pk", "campaign_id")
+            .values_list("pk", flat=True)
         )
-        if not ids:
-            return 0
-        Enrollment.objects.filter(pk__in=[pk for pk, _ in ids]).update(
-            state=State.NOTIFIED, notified_at=at, state_changed_at=at
-        )
-        EnrollmentEvent.objects.bulk_create(
-            [
-                EnrollmentEvent(
-                    enrollment_id=pk, from_state=State.SCHEDULED, to_state=State.NOTIFIED, at=at, actor_label="sms"
-                )
-                for pk, _ in ids
-            ]
-        )
-        campaign_id = ids[0][1]
-        _counters_add(batch_id=batch_id, campaign_id=campaign_id, notified=len(ids))
-        _daily_add(campaign_id=campaign_id, day=_local_day(at), notices_sent=len(ids))
+        if ids:
+            Enrollment.objects.filter(pk__in=ids).update(state=State.NOTIFIED, notified_at=at, state_changed_at=at)
+            EnrollmentEvent.objects.bulk_create(
+                [
+                    EnrollmentEvent(
+                        enrollment_id=pk, from_state=State.SCHEDULED, to_state=State.NOTIFIED, at=at, actor_label="sms"
+                    )
+                    for pk in ids
+                ]
+            )
+        _counters_add(batch_id=batch_id, campaign_id=campaign_id, notified=len(ids), messages_sent=len(meter_ids))
+        _daily_add(campaign_id=campaign_id, day=_local_day(at), notices_sent=len(meter_ids))
     return len(ids)
 
 

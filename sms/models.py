@@ -68,3 +68,29 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.purpose} to {self.recipient}: {self.status}"
+
+
+class DeliveryReport(models.Model):
+    """Each delivery report as received, once per provider id (the endpoint is idempotent on it).
+
+    A report can arrive before the worker has stored the provider id; it then waits here,
+    unapplied, until the sweep matches it.
+    """
+
+    provider_message_id = models.CharField(max_length=64, unique=True)
+    status = models.CharField(max_length=16)
+    failure_reason = models.CharField(max_length=64, blank=True)
+    phone_number = models.CharField(max_length=16, blank=True)
+    network_code = models.CharField(max_length=8, blank=True)
+    retry_count = models.PositiveSmallIntegerField(null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [
+            models.Index(fields=["id"], condition=models.Q(applied_at__isnull=True), name="sms_report_unapplied_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider_message_id}: {self.status}"

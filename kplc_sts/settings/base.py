@@ -155,6 +155,39 @@ STS_KEK = env_secret("STS_KEK")
 
 # --- SMS ----------------------------------------------------------------------------------------
 SMS_BACKEND = os.environ.get("SMS_BACKEND", "sms.backends.console.ConsoleBackend")
+# Africa's Talking (sms.backends.africastalking.AfricasTalkingBackend). AT_API_URL defaults to the
+# local gateway (`manage.py fake_africastalking`); production sets https://api.africastalking.com.
+AT_USERNAME = os.environ.get("AT_USERNAME", "sandbox")
+AT_API_KEY = env_secret("AT_API_KEY") or "local-gateway-key"
+AT_SENDER_ID = os.environ.get("AT_SENDER_ID", "KPLC")
+AT_API_URL = os.environ.get("AT_API_URL", "http://127.0.0.1:8025")
+# Delivery reports are POSTed to /sms/delivery-reports/<secret>/ (AT signs nothing).
+SMS_DELIVERY_REPORT_SECRET = env_secret("SMS_DELIVERY_REPORT_SECRET") or "dev-delivery-report-secret"
+# Messages per second across all workers (0 = unlimited); shared through Redis when there is one.
+SMS_SEND_RATE = int(os.environ.get("SMS_SEND_RATE", "100"))
+SMS_RATE_REDIS_URL = os.environ.get("SMS_RATE_REDIS_URL") or next(
+    (url for url in (CACHE_URL, CELERY_BROKER_URL) if url.startswith("redis")), ""
+)
+SMS_MAX_ATTEMPTS = int(os.environ.get("SMS_MAX_ATTEMPTS", "6"))
+SMS_RETRY_BASE_SECONDS = float(os.environ.get("SMS_RETRY_BASE_SECONDS", "30"))
+SMS_RETRY_MAX_SECONDS = float(os.environ.get("SMS_RETRY_MAX_SECONDS", "900"))  # below the visibility timeout
+SMS_SENDING_STALE_SECONDS = float(os.environ.get("SMS_SENDING_STALE_SECONDS", "120"))
+SMS_TASK_TIME_BUDGET = float(os.environ.get("SMS_TASK_TIME_BUDGET", "60"))  # below CELERY_TASK_SOFT_TIME_LIMIT
+SMS_DISPATCH_CHUNK = int(os.environ.get("SMS_DISPATCH_CHUNK", "100"))
+SMS_SWEEP_LIMIT = int(os.environ.get("SMS_SWEEP_LIMIT", "50000"))
+SMS_CODES_QUEUE = "sms_codes"
+SMS_NOTICE_QUEUE = "sms_notices"
+# Workers: `celery -A kplc_sts worker -Q sms_codes,sms_notices,celery`; in production give
+# sms_codes its own worker so customers' codes never wait behind notices.
+CELERY_TASK_ROUTES = {
+    "sms.send_messages": {"queue": SMS_CODES_QUEUE},  # callers pass queue= for notices
+    "sms.sweep": {"queue": "celery"},
+    "campaigns.start_due_batches": {"queue": "celery"},
+}
+CELERY_BEAT_SCHEDULE = {
+    "campaigns-start-due-batches": {"task": "campaigns.start_due_batches", "schedule": 30.0},
+    "sms-sweep": {"task": "sms.sweep", "schedule": 60.0},
+}
 
 # --- Vending tariff (tokens/tariff.py) --------------------------------------------------------------
 # A simple domestic tariff: KES per kWh, per-kWh levies, levies as a percentage of the energy charge,

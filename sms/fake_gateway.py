@@ -1,0 +1,258 @@
+"""A local stand-in for Africa's Talking: the SMS send endpoint and delivery-report callbacks.
+
+Used by the demo (`manage.py fake_africastalking`) and the integration tests (a pytest
+fixture). The real `africastalking` SDK is pointed at it. It answers
+`POST /version1/messaging` like AT does: form fields `username, to, message, from, bulkSMSMode,
+enqueue`, header `apiKey`, HTTP 201 with `Content-Type: application/json` and
+`{"SMSMessageData": {"Message": ..., "Recipients": [{statusCode, number, status, cost,
+messageId}]}}`. Failures are configurable:
+
+- a wrong apiKey: HTTP 401 "The supplied authentication is invalid";
+- `fail_rate`: that share of requests fails transiently (half HTTP 500, half statusCode 500);
+- `number_status`: a fixed statusCode for given numbers (401 RiskHold, 403 InvalidPhoneNumber,
+  406 UserInBlacklist, 500 InternalServerError...);
+- `slow_rate` / `slow_seconds`: some answers arrive late (beyond the SDK timeout, if you like);
+- `dlr_failures`: numbers whose delivery report says Failed with a reason.
+
+Accepted messages get a delivery report POSTed (form-encoded) to `callback_url` after
+`dlr_delay` seconds. GET /_fake/stats returns counters for scripts in other processes.
+Room is left for a USSD simulator beside it (another path on the same server).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import random
+import threading
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+logger = logging.getLogger(__name__)
+
+STATUS_NAMES = {
+    100: "Processed",
+    101: "Success",
+    102: "Queued",
+    401: "RiskHold",
+    402: "InvalidSenderId",
+    403: "InvalidPhoneNumber",
+    404: "UnsupportedNumberType",
+    405: "InsufficientBalance",
+    406: "UserInBlacklist",
+    407: "CouldNotRoute",
+    409: "DoNotDisturbRejection",
+    500: "InternalServerError",
+    501: "GatewayError",
+    502: "RejectedByGateway",
+}
+
+
+@dataclass
+class GatewayConfig:
+    api_key: str | None = None  # None accepts any key
+    callback_url: str | None = None
+    fail_rate: float = 0.0
+    slow_rate: float = 0.0
+    slow_seconds: float = 0.0
+    number_status: dict[str, int] = field(default_factory=dict)
+    dlr_failures: dict[str, str] = field(default_factory=dict)  # number -> failureReason
+    dlr_delay: float = 0.05
+    cost: str = "KES 0.8000"
+    seed: int | None = None
+
+
+@dataclass
+class SentRecord:
+    message_id: str
+    number: str
+    message: str
+    sender_id: str
+    enqueue: bool
+
+
+class FakeAfricasTalking:
+    def __init__(self, config: GatewayConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.config = config or GatewayConfig()
+        self._random = random.Random(self.config.seed)
+        self._lock = threading.Lock()
+        self.sent: list[SentRecord] = []
+        self.requests = 0
+        self.failures: Counter[str] = Counter()
+        self.reports_posted = 0
+        self.report_errors = 0
+        self._reports: queue.Queue[tuple[float, dict[str, str]] | None] = queue.Queue()
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+                logger.debug("fake AT: " + format, *args)
+
+            def do_GET(self) -> None:  # noqa: N802 - stdlib name
+                if self.path.startswith("/_fake/stats"):
+                    self._reply(HTTPStatus.OK, gateway.stats())
+                else:
+                    self._reply(HTTPStatus.NOT_FOUND, "Not found", text=True)
+
+            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length).decode()
+                if self.path.rstrip("/") != "/version1/messaging":
+                    self._reply(HTTPStatus.NOT_FOUND, "Not found", text=True)
+                    return
+                status, body, text = gateway.handle_send(dict(urllib.parse.parse_qsl(raw)), self.headers)
+                self._reply(status, body, text=text)
+
+            def _reply(self, status: int, body: object, *, text: bool = False) -> None:
+                payload = (body if text else json.dumps(body)).encode()  # type: ignore[union-attr]
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain" if text else "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 256
+
+        self.server = Server((host, port), Handler)
+        self._threads: list[threading.Thread] = []
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeAfricasTalking:
+        serve = threading.Thread(target=self.server.serve_forever, name="fake-at", daemon=True)
+        serve.start()
+        self._threads.append(serve)
+        for index in range(2):
+            poster = threading.Thread(target=self._post_reports, name=f"fake-at-dlr-{index}", daemon=True)
+            poster.start()
+            self._threads.append(poster)
+        return self
+
+    def serve_forever(self) -> None:
+        for index in range(2):
+            threading.Thread(target=self._post_reports, name=f"fake-at-dlr-{index}", daemon=True).start()
+        self.server.serve_forever()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        for _ in range(2):
+            self._reports.put(None)
+
+    # --- behaviour ----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, object]:
+        with self._lock:
+            per_number = Counter(record.number for record in self.sent)
+            return {
+                "requests": self.requests,
+                "accepted": len(self.sent),
+                "distinct_numbers": len(per_number),
+                "duplicates": sum(count - 1 for count in per_number.values() if count > 1),
+                "failures": dict(self.failures),
+                "reports_posted": self.reports_posted,
+                "report_errors": self.report_errors,
+            }
+
+    def handle_send(self, form: dict[str, str], headers: object) -> tuple[int, object, bool]:
+        config = self.config
+        with self._lock:
+            self.requests += 1
+            roll, slow_roll = self._random.random(), self._random.random()
+        api_key = headers.get("apiKey") if hasattr(headers, "get") else None  # type: ignore[attr-defined]
+        if config.api_key is not None and api_key != config.api_key:
+            self._count("http_401")
+            return HTTPStatus.UNAUTHORIZED, "The supplied authentication is invalid", True
+        if not form.get("username") or not form.get("to") or not form.get("message"):
+            self._count("http_400")
+            return HTTPStatus.BAD_REQUEST, "Request is missing required form field 'to'", True
+        if config.slow_rate and slow_roll < config.slow_rate:
+            time.sleep(config.slow_seconds)
+        if config.fail_rate and roll < config.fail_rate:
+            if roll < config.fail_rate / 2:
+                self._count("http_500")
+                return HTTPStatus.INTERNAL_SERVER_ERROR, "Internal Server Error", True
+            transient = True
+        else:
+            transient = False
+        recipients = []
+        for number in [n.strip() for n in form["to"].split(",") if n.strip()]:
+            code = 500 if transient else config.number_status.get(number, 101)
+            entry: dict[str, object] = {
+                "statusCode": code,
+                "number": number,
+                "status": STATUS_NAMES.get(code, "Failed"),
+                "cost": config.cost if code in (100, 101, 102) else "0",
+                "messageId": "None",
+            }
+            if code in (100, 101, 102):
+                message_id = f"ATXid_{uuid.uuid4().hex}"
+                entry["messageId"] = message_id
+                with self._lock:
+                    self.sent.append(
+                        SentRecord(
+                            message_id, number, form["message"], form.get("from", ""), form.get("enqueue") == "1"
+                        )
+                    )
+                self._queue_report(message_id, number)
+            else:
+                self._count(f"status_{code}")
+            recipients.append(entry)
+        accepted = sum(1 for entry in recipients if entry["statusCode"] in (100, 101, 102))
+        summary = f"Sent to {accepted}/{len(recipients)} Total Cost: KES {0.8 * accepted:.4f}"
+        return HTTPStatus.CREATED, {"SMSMessageData": {"Message": summary, "Recipients": recipients}}, False
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            self.failures[what] += 1
+
+    def _queue_report(self, message_id: str, number: str) -> None:
+        if not self.config.callback_url:
+            return
+        reason = self.config.dlr_failures.get(number)
+        report = {"id": message_id, "phoneNumber": number, "networkCode": "63902", "retryCount": "0"}
+        if reason:
+            report.update(status="Failed", failureReason=reason)
+        else:
+            report.update(status="Success")
+        self._reports.put((time.monotonic() + self.config.dlr_delay, report))
+
+    def _post_reports(self) -> None:
+        while True:
+            item = self._reports.get()
+            if item is None:
+                return
+            due, report = item
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            data = urllib.parse.urlencode(report).encode()
+            for attempt in range(5):
+                try:
+                    request = urllib.request.Request(self.config.callback_url or "", data=data, method="POST")  # noqa: S310
+                    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local callback
+                        response.read()
+                    with self._lock:
+                        self.reports_posted += 1
+                    break
+                except Exception:  # noqa: BLE001 - our app may be restarting; AT retries too
+                    time.sleep(0.2 * (attempt + 1))
+            else:
+                with self._lock:
+                    self.report_errors += 1

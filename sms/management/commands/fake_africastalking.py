@@ -1,0 +1,56 @@
+"""Run the local Africa's Talking-like gateway (demo and benchmarks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from sms.fake_gateway import FakeAfricasTalking, GatewayConfig
+
+
+class Command(BaseCommand):
+    help = "Run a local HTTP server that behaves like Africa's Talking's SMS API."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--port", type=int, default=8025)
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument(
+            "--callback", help="delivery-report URL, e.g. http://127.0.0.1:8000/sms/delivery-reports/S/"
+        )
+        parser.add_argument("--fail-rate", type=float, default=0.0, help="share of requests failing transiently")
+        parser.add_argument("--slow-rate", type=float, default=0.0)
+        parser.add_argument("--slow-seconds", type=float, default=12.0)
+        parser.add_argument("--dlr-delay", type=float, default=0.5, help="seconds before the delivery report")
+        parser.add_argument("--api-key", help="require this apiKey (HTTP 401 otherwise)")
+        parser.add_argument(
+            "--number-status",
+            action="append",
+            default=[],
+            metavar="NUMBER=CODE",
+            help="fixed statusCode for a number, e.g. +254700000001=406 (repeatable)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        number_status = {}
+        for item in options["number_status"]:
+            number, _, code = item.partition("=")
+            number_status[number] = int(code)
+        config = GatewayConfig(
+            api_key=options["api_key"],
+            callback_url=options["callback"],
+            fail_rate=options["fail_rate"],
+            slow_rate=options["slow_rate"],
+            slow_seconds=options["slow_seconds"],
+            dlr_delay=options["dlr_delay"],
+            number_status=number_status,
+        )
+        gateway = FakeAfricasTalking(config, host=options["host"], port=options["port"])
+        self.stdout.write(f"fake Africa's Talking on {gateway.url} (callback {config.callback_url or 'none'})")
+        self.stdout.flush()
+        try:
+            gateway.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            gateway.server.server_close()
