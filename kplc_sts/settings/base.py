@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "campaigns",
     "sms",
     "partners",
+    "care",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class CareConfig(AppConfig):
+    name = "care"
+    verbose_name = "Customer care and USSD"
+
+    def ready(self) -> None:
+        from . import signals
+
+        signals.connect()
