@@ -227,12 +227,15 @@ def _valid_rows(
     """(line, validated row) for every good row; bad rows go to `rejects`. counter[0] = rows read."""
     raw = text.buffer.raw  # its position is the number of bytes consumed, read-ahead included
     rows = 0
+    previous = reader.line_num
     try:
         for fields in reader:
+            # A quoted field may span lines: report the line the record starts on.
+            line = previous + 1
+            previous = reader.line_num
             if not fields:
                 continue  # blank line
             rows += 1
-            line = reader.line_num
             result = meter_row_validate(fields)
             if type(result) is str:
                 rejects.add(line, fields[0].strip(), result)

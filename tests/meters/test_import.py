@@ -199,6 +199,13 @@ def test_header_is_matched_case_and_space_insensitively_and_bom_is_ignored(tmp_p
     assert (result.rows_read, result.inserted, result.rejected) == (1, 1, 0)
 
 
+def test_multi_line_record_is_reported_at_its_first_line(write_csv) -> None:
+    path = write_csv([meter_row(GOOD_A, customer_name="two\nlines"), meter_row(BAD_LUHN)])
+    result = meter_import(path=path)
+    assert Meter.objects.get(meter_number=GOOD_A).customer_name == "two\nlines"
+    assert read_rejects(result.rejects_path) == [(4, BAD_LUHN, f"bad Luhn check digit (expected {GOOD_C[-1]})")]
+
+
 def test_invalid_utf8_rejects_only_its_row(tmp_path: Path) -> None:
     path = tmp_path / "latin1.csv"
     good = ",".join(meter_row(GOOD_A)).encode()
