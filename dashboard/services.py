@@ -1,0 +1,541 @@
+"""Read models for the staff dashboard, and the small aggregates this app owns.
+
+Every figure comes from a maintained counter (Campaign/Batch counters, CampaignDailyStat,
+CampaignTarget, VendMinuteStat, ApiErrorStat) or from an indexed query bounded by a page size:
+nothing counts the meter or enrollment tables per request.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.core.cache import cache
+from django.db import connection, models
+from django.db.models import Count, Min, Q, Sum
+from django.utils import timezone
+
+from campaigns.models import Batch, Campaign, CampaignDailyStat, Enrollment
+from meters.models import Meter
+from sms.models import Message
+
+from .models import VEND_STAT_SHARDS, ApiErrorStat, CampaignTarget, VendMinuteStat
+
+# Queue depth is counted up to this many rows; beyond it the page says "more than".
+QUEUE_COUNT_CAP = 100_000
+REGIONS_CACHE_KEY = "dashboard:meter-regions"
+REGIONS_CACHE_SECONDS = 600
+
+
+# --- Campaign overview -------------------------------------------------------------------------
+
+
+def campaign_current() -> Campaign | None:
+    """The campaign the dashboard opens on: the newest active one, else the newest."""
+    return (
+        Campaign.objects.filter(status=Campaign.Status.ACTIVE).order_by("-created_at", "-id").first()
+        or Campaign.objects.order_by("-created_at", "-id").first()
+    )
+
+
+def _target_count(campaign: Campaign) -> int:
+    # Every meter of the campaign's supply groups on the old key revision (enrollment changes a
+    # meter's key_state, not its krn, so this stays put while the campaign progresses).
+    return (
+        Meter.objects.filter(sgc__in=list(campaign.sgcs), krn=campaign.from_krn)
+        .exclude(status=Meter.Status.RETIRED)
+        .count()
+    )
+
+
+def campaign_target_refresh(*, campaign: Campaign) -> CampaignTarget:
+    """Recount the campaign's target (seconds at full scale: run from the command or beat task)."""
+    snapshot, _ = CampaignTarget.objects.update_or_create(
+        campaign=campaign, defaults={"meters": _target_count(campaign), "computed_at": timezone.now()}
+    )
+    return snapshot
+
+
+def campaign_target(*, campaign: Campaign) -> CampaignTarget:
+    snapshot = CampaignTarget.objects.filter(campaign=campaign).first()
+    if snapshot is None:
+        # First view of a new campaign: count once; later views read the snapshot.
+        snapshot = campaign_target_refresh(campaign=campaign)
+    return snapshot
+
+
+@dataclass(frozen=True)
+class FunnelStage:
+    key: str
+    label: str
+    value: int
+    share: float  # of the target, 0..100, for the bar width
+
+
+FUNNEL_LABELS = (
+    ("target", "Target"),
+    ("scheduled", "Scheduled"),
+    ("notified", "Notified"),
+    ("codes_issued", "Codes issued"),
+    ("confirmed", "Confirmed"),
+    ("failed", "Failed"),
+    ("non_compliant", "Non-compliant"),
+)
+
+
+def funnel_stages(*, counters: models.Model, target: int) -> list[FunnelStage]:
+    values = {
+        "target": target,
+        "scheduled": counters.enrolled,
+        "notified": counters.notified,
+        "codes_issued": counters.codes_issued,
+        "confirmed": counters.confirmed,
+        "failed": max(counters.failed, 0),
+        "non_compliant": max(counters.non_compliant, 0),
+    }
+    base = max(target, 1)
+    return [
+        FunnelStage(key=key, label=label, value=values[key], share=min(100.0, round(100.0 * values[key] / base, 2)))
+        for key, label in FUNNEL_LABELS
+    ]
+
+
+@dataclass(frozen=True)
+class Projection:
+    done: int
+    remaining: int
+    window_days: int
+    window_total: int
+    rate_per_day: float
+    projected_date: date | None
+    deadline: date
+    days_left: int
+    needed_per_day: int
+    on_track: bool
+
+
+def campaign_projection(*, campaign: Campaign, target: int, today: date) -> Projection:
+    """Projected completion at the trailing 7-day rate of meters updated (codes issued).
+
+    A meter counts as done when its codes were issued (the customer received them with a token
+    that only works after typing them) or it left the queue as non-compliant (field visit).
+    The window is the last 7 complete days; a younger campaign uses the days it has had.
+    """
+    done = campaign.codes_issued + max(campaign.non_compliant, 0)
+    remaining = max(target - done, 0)
+    start = timezone.localdate(campaign.created_at) if campaign.created_at else today
+    window_start = max(today - timedelta(days=7), start)
+    window_end = today  # exclusive: today is not over yet
+    if window_start >= window_end:
+        window_start, window_end = today, today + timedelta(days=1)
+    window_days = (window_end - window_start).days
+    window_total = (
+        CampaignDailyStat.objects.filter(campaign=campaign, day__gte=window_start, day__lt=window_end).aggregate(
+            n=Sum("codes_issued")
+        )["n"]
+        or 0
+    )
+    rate = window_total / window_days
+    if remaining == 0:
+        projected: date | None = today
+    elif rate > 0:
+        projected = today + timedelta(days=math.ceil(remaining / rate))
+    else:
+        projected = None
+    days_left = (campaign.deadline - today).days + 1  # the deadline day itself still counts
+    needed = math.ceil(remaining / days_left) if days_left > 0 else remaining
+    return Projection(
+        done=done,
+        remaining=remaining,
+        window_days=window_days,
+        window_total=window_total,
+        rate_per_day=rate,
+        projected_date=projected,
+        deadline=campaign.deadline,
+        days_left=max(days_left, 0),
+        needed_per_day=needed,
+        on_track=projected is not None and projected <= campaign.deadline,
+    )
+
+
+DAILY_FIELDS = ("scheduled", "notices_sent", "codes_issued", "confirmed", "failed")
+
+
+def campaign_daily_series(*, campaign: Campaign, today: date, max_days: int = 180) -> list[dict[str, Any]]:
+    """One row per day from the first recorded day to today, gaps filled with zeros."""
+    since = today - timedelta(days=max_days - 1)
+    rows = {
+        row["day"]: row
+        for row in CampaignDailyStat.objects.filter(campaign=campaign, day__gte=since, day__lte=today).values(
+            "day", *DAILY_FIELDS
+        )
+    }
+    if not rows:
+        return []
+    day, series = min(rows), []
+    while day <= today:
+        row = rows.get(day) or {"day": day, **dict.fromkeys(DAILY_FIELDS, 0)}
+        series.append(row)
+        day += timedelta(days=1)
+    return series
+
+
+def campaign_day_load(*, campaign: Campaign, day: date) -> int:
+    row = CampaignDailyStat.objects.filter(campaign=campaign, day=day).values_list("scheduled", flat=True).first()
+    return row or 0
+
+
+# --- Batches --------------------------------------------------------------------------------------
+
+
+def batch_delivery_rate(*, batch: Batch) -> float | None:
+    """Delivered share of the messages whose fate is known (delivered or finally failed)."""
+    settled = batch.messages_delivered + batch.messages_failed
+    if settled == 0:
+        return None
+    return 100.0 * batch.messages_delivered / settled
+
+
+def batch_failure_reasons(*, batch: Batch) -> list[dict[str, Any]]:
+    """Failed and rejected SMS of the batch by reason (the (batch, status) index bounds the scan)."""
+    rows = (
+        Message.objects.filter(batch=batch, status__in=[Message.Status.FAILED, Message.Status.REJECTED])
+        .values("failure_reason")
+        .annotate(count=Count("id"))
+        .order_by("-count", "failure_reason")
+    )
+    return [{"reason": row["failure_reason"] or "(no reason given)", "count": row["count"]} for row in rows]
+
+
+def batch_failed_enrollments(*, batch: Batch, after_id: int = 0, limit: int = 50) -> list[Enrollment]:
+    """One page of the batch's failed meters, keyset-paginated by enrollment id."""
+    return list(
+        Enrollment.objects.filter(batch=batch, state=Enrollment.State.FAILED, id__gt=after_id)
+        .select_related("meter")
+        .order_by("id")[:limit]
+    )
+
+
+def meter_regions() -> list[str]:
+    """Distinct meter regions, cached: on PostgreSQL a loose index scan over (region, sgc) reads
+    one index entry per region instead of 7.4 million rows."""
+    regions = cache.get(REGIONS_CACHE_KEY)
+    if regions is not None:
+        return regions
+    if connection.vendor == "postgresql":
+        table = Meter._meta.db_table
+        sql = f"""
+            WITH RECURSIVE r(region) AS (
+                (SELECT region FROM {table} ORDER BY region LIMIT 1)
+                UNION ALL
+                SELECT (SELECT m.region FROM {table} m WHERE m.region > r.region ORDER BY m.region LIMIT 1)
+                FROM r WHERE r.region IS NOT NULL
+            )
+            SELECT region FROM r WHERE region IS NOT NULL
+        """  # noqa: S608 - the table name is ours, not user input
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+            regions = [row[0] for row in cursor.fetchall()]
+    else:
+        regions = list(Meter.objects.order_by("region").values_list("region", flat=True).distinct())
+    regions = [region for region in regions if region]
+    cache.set(REGIONS_CACHE_KEY, regions, REGIONS_CACHE_SECONDS)
+    return regions
+
+
+# --- Vending health ------------------------------------------------------------------------------
+
+
+def _minute_floor(at: datetime) -> datetime:
+    return at.replace(second=0, microsecond=0)
+
+
+def _increment(sql_table: str, key_columns: Sequence[str], key_values: Sequence[Any], counts: dict[str, int]) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE col = col + excluded.col (PostgreSQL and SQLite >= 3.24)."""
+    columns = [*key_columns, *counts]
+    placeholders = ", ".join(["%s"] * len(columns))
+    updates = ", ".join(f"{col} = {sql_table}.{col} + excluded.{col}" for col in counts)
+    sql = (
+        f"INSERT INTO {sql_table} ({', '.join(columns)}) VALUES ({placeholders}) "  # noqa: S608 - our own names
+        f"ON CONFLICT ({', '.join(key_columns)}) DO UPDATE SET {updates}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*key_values, *counts.values()])
+
+
+def vend_minute_record(*, with_codes: bool, at: datetime | None = None) -> None:
+    """Count one vend for the vending-health page. Call it after the vend commits
+    (transaction.on_commit): inside the vend's transaction the row lock would be held until commit."""
+    minute = connection.ops.adapt_datetimefield_value(_minute_floor(at or timezone.now()))
+    shard = random.randrange(VEND_STAT_SHARDS)  # noqa: S311 - spreads lock contention, not security
+    _increment(
+        VendMinuteStat._meta.db_table,
+        ["minute", "shard"],
+        [minute, shard],
+        {"vends": 1, "vends_with_codes": 1 if with_codes else 0},
+    )
+
+
+def api_error_record(code: str, *, at: datetime | None = None) -> None:
+    """Count one partner-API error response by its error code (UNKNOWN_METER, AMOUNT_TOO_LOW...)."""
+    minute = connection.ops.adapt_datetimefield_value(_minute_floor(at or timezone.now()))
+    _increment(ApiErrorStat._meta.db_table, ["minute", "code"], [minute, code[:40]], {"count": 1})
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    queued: int
+    queued_capped: bool
+    sending: int
+    oldest_queued_at: datetime | None
+
+
+def sms_queue_depth() -> QueueDepth:
+    # Both counts ride the partial indexes on queued/sending rows; the cap bounds the worst case.
+    queued = Message.objects.filter(status=Message.Status.QUEUED).values("id")[: QUEUE_COUNT_CAP + 1].count()
+    sending = Message.objects.filter(status=Message.Status.SENDING).values("id")[: QUEUE_COUNT_CAP + 1].count()
+    oldest_id = Message.objects.filter(status=Message.Status.QUEUED).aggregate(m=Min("id"))["m"]
+    oldest_at = Message.objects.filter(id=oldest_id).values_list("created_at", flat=True).first() if oldest_id else None
+    return QueueDepth(
+        queued=min(queued, QUEUE_COUNT_CAP),
+        queued_capped=queued > QUEUE_COUNT_CAP,
+        sending=min(sending, QUEUE_COUNT_CAP),
+        oldest_queued_at=oldest_at,
+    )
+
+
+@dataclass(frozen=True)
+class VendingHealth:
+    minutes: list[dict[str, Any]]
+    last_hour_vends: int
+    last_hour_with_codes: int
+    today_vends: int
+    today_with_codes: int
+    current_per_minute: int
+    errors: list[dict[str, Any]]
+    queue: QueueDepth
+
+    @property
+    def last_hour_codes_share(self) -> float | None:
+        return 100.0 * self.last_hour_with_codes / self.last_hour_vends if self.last_hour_vends else None
+
+    @property
+    def today_codes_share(self) -> float | None:
+        return 100.0 * self.today_with_codes / self.today_vends if self.today_vends else None
+
+    @property
+    def last_hour_per_minute(self) -> float:
+        return self.last_hour_vends / 60.0
+
+
+def vending_health(*, now: datetime) -> VendingHealth:
+    current = _minute_floor(now)
+    since = current - timedelta(minutes=59)
+    by_minute = {
+        row["minute"]: row
+        for row in VendMinuteStat.objects.filter(minute__gte=since)
+        .values("minute")
+        .annotate(vends=Sum("vends"), with_codes=Sum("vends_with_codes"))
+    }
+    minutes = []
+    for offset in range(60):
+        minute = since + timedelta(minutes=offset)
+        row = by_minute.get(minute, {})
+        minutes.append({"minute": minute, "vends": row.get("vends") or 0, "with_codes": row.get("with_codes") or 0})
+    local_midnight = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = VendMinuteStat.objects.filter(minute__gte=local_midnight).aggregate(
+        vends=Sum("vends"), with_codes=Sum("vends_with_codes")
+    )
+    errors = (
+        ApiErrorStat.objects.filter(minute__gte=current - timedelta(hours=24))
+        .values("code")
+        .annotate(
+            last_24h=Sum("count"),
+            last_hour=Sum("count", filter=Q(minute__gte=since)),
+        )
+        .order_by("-last_24h", "code")
+    )
+    return VendingHealth(
+        minutes=minutes,
+        last_hour_vends=sum(m["vends"] for m in minutes),
+        last_hour_with_codes=sum(m["with_codes"] for m in minutes),
+        today_vends=today["vends"] or 0,
+        today_with_codes=today["with_codes"] or 0,
+        current_per_minute=minutes[-1]["vends"],
+        errors=[{"code": e["code"], "last_hour": e["last_hour"] or 0, "last_24h": e["last_24h"] or 0} for e in errors],
+        queue=sms_queue_depth(),
+    )
+
+
+# --- CSV export ----------------------------------------------------------------------------------
+
+_NUMBERISH = re.compile(r"[+-]?[0-9][0-9 .]*")
+
+
+def csv_safe(value: Any) -> Any:
+    """Neutralise spreadsheet formulas (a customer named "=HYPERLINK(...)") but keep +2547... phones."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return timezone.localtime(value).isoformat(timespec="seconds") if timezone.is_aware(value) else value
+    if isinstance(value, list | tuple):
+        value = " ".join(str(v) for v in value)
+    if isinstance(value, str) and value:
+        if value[0] in "=@\t\r" or (value[0] in "+-" and not _NUMBERISH.fullmatch(value)):
+            return "'" + value
+    return value
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def keyset_iterate(queryset: models.QuerySet, *, fields: Sequence[str], chunk: int = 2000) -> Iterator[tuple]:
+    """Rows of `queryset` in primary-key order, `chunk` at a time: constant memory, and no OFFSET
+    that gets slower with every page."""
+    last_pk = None
+    base = queryset.order_by("pk")
+    while True:
+        page_qs = base if last_pk is None else base.filter(pk__gt=last_pk)
+        page = list(page_qs.values_list("pk", *fields)[:chunk])
+        if not page:
+            return
+        for row in page:
+            yield row[1:]
+        last_pk = page[-1][0]
+        if len(page) < chunk:
+            return
+
+
+def csv_stream(*, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield "\ufeff" + writer.writerow(header)  # the BOM makes Excel read UTF-8 names correctly
+    for row in rows:
+        yield writer.writerow([csv_safe(value) for value in row])
+
+
+@dataclass(frozen=True)
+class Export:
+    title: str
+    header: Sequence[str]
+    rows: Callable[[dict[str, str]], Iterable[Sequence[Any]]]
+
+
+_COUNTER_FIELDS = (
+    "enrolled",
+    "notified",
+    "codes_issued",
+    "confirmed",
+    "failed",
+    "non_compliant",
+    "messages_sent",
+    "messages_delivered",
+    "messages_failed",
+)
+_CAMPAIGN_FIELDS = ("id", "name", "sgcs", "from_krn", "to_krn", "deadline", "daily_capacity", "status")
+_BATCH_FIELDS = (
+    "id",
+    "campaign_id",
+    "number",
+    "status",
+    "scheduled_at",
+    "selection_regions",
+    "selection_sgcs",
+    "selection_limit",
+    "capacity_overridden",
+    "created_by",
+    "created_at",
+)
+_ENROLLMENT_FIELDS = (
+    "id",
+    "batch__number",
+    "meter__meter_number",
+    "meter__region",
+    "meter__sgc",
+    "meter__phone",
+    "state",
+    "enrolled_at",
+    "notified_at",
+    "codes_issued_at",
+    "confirmed_at",
+    "failed_at",
+    "non_compliant_at",
+    "note",
+)
+
+
+def _int_param(params: dict[str, str], name: str) -> int | None:
+    value = params.get(name, "")
+    return int(value) if value.isdigit() else None
+
+
+def _campaigns_rows(params: dict[str, str]) -> Iterable[Sequence[Any]]:
+    return keyset_iterate(Campaign.objects.all(), fields=[*_CAMPAIGN_FIELDS, *_COUNTER_FIELDS])
+
+
+def _batches_rows(params: dict[str, str]) -> Iterable[Sequence[Any]]:
+    qs = Batch.objects.all()
+    if (campaign_id := _int_param(params, "campaign")) is not None:
+        qs = qs.filter(campaign_id=campaign_id)
+    return keyset_iterate(qs, fields=[*_BATCH_FIELDS, *_COUNTER_FIELDS])
+
+
+def _daily_rows(params: dict[str, str]) -> Iterable[Sequence[Any]]:
+    qs = CampaignDailyStat.objects.all()
+    if (campaign_id := _int_param(params, "campaign")) is not None:
+        qs = qs.filter(campaign_id=campaign_id)
+    return keyset_iterate(qs, fields=["campaign_id", "day", *DAILY_FIELDS])
+
+
+def _enrollment_rows(params: dict[str, str]) -> Iterable[Sequence[Any]]:
+    qs = Enrollment.objects.all()
+    if (batch_id := _int_param(params, "batch")) is not None:
+        qs = qs.filter(batch_id=batch_id)
+    if (campaign_id := _int_param(params, "campaign")) is not None:
+        qs = qs.filter(campaign_id=campaign_id)
+    if params.get("state") in Enrollment.State.values:
+        qs = qs.filter(state=params["state"])
+    return keyset_iterate(qs, fields=_ENROLLMENT_FIELDS)
+
+
+def _failure_reason_rows(params: dict[str, str]) -> Iterable[Sequence[Any]]:
+    batch = Batch.objects.filter(pk=_int_param(params, "batch") or 0).first()
+    if batch is None:
+        return []
+    return [(batch.id, row["reason"], row["count"]) for row in batch_failure_reasons(batch=batch)]
+
+
+def _vend_minute_rows(params: dict[str, str]) -> Iterable[Sequence[Any]]:
+    # Summed over shards; the minute rows of a day are few (1,440).
+    rows = (
+        VendMinuteStat.objects.values("minute")
+        .annotate(vends=Sum("vends"), with_codes=Sum("vends_with_codes"))
+        .order_by("minute")
+    )
+    return ((row["minute"], row["vends"], row["with_codes"]) for row in rows.iterator(chunk_size=2000))
+
+
+def _api_error_rows(params: dict[str, str]) -> Iterable[Sequence[Any]]:
+    return keyset_iterate(ApiErrorStat.objects.all(), fields=["minute", "code", "count"])
+
+
+EXPORTS: dict[str, Export] = {
+    "campaigns": Export("Campaigns", [*_CAMPAIGN_FIELDS, *_COUNTER_FIELDS], _campaigns_rows),
+    "batches": Export("Batches", [*_BATCH_FIELDS, *_COUNTER_FIELDS], _batches_rows),
+    "daily": Export("Daily totals", ["campaign_id", "day", *DAILY_FIELDS], _daily_rows),
+    "enrollments": Export(
+        "Enrollments",
+        [f.replace("meter__", "").replace("batch__number", "batch") for f in _ENROLLMENT_FIELDS],
+        _enrollment_rows,
+    ),
+    "failure-reasons": Export("SMS failure reasons", ["batch_id", "reason", "count"], _failure_reason_rows),
+    "vends-per-minute": Export("Vends per minute", ["minute", "vends", "vends_with_codes"], _vend_minute_rows),
+    "api-errors": Export("Partner API errors", ["minute", "code", "count"], _api_error_rows),
+}

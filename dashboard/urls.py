@@ -1,0 +1,19 @@
+from django.urls import path
+
+from . import views
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("campaigns/<int:campaign_id>/", views.overview, name="overview"),
+    path("campaigns/<int:campaign_id>/data.json", views.overview_data, name="overview_data"),
+    path("batches/", views.batch_list, name="batch_list"),
+    path("batches/<int:batch_id>/", views.batch_detail, name="batch_detail"),
+    path("batches/<int:batch_id>/<slug:action>/", views.batch_action, name="batch_action"),
+    path("schedule/", views.batch_schedule, name="batch_schedule"),
+    path("schedule/preview.json", views.batch_preview, name="batch_preview"),
+    path("vending/", views.vending_health, name="vending_health"),
+    path("vending/data.json", views.vending_data, name="vending_data"),
+    path("export/<slug:name>.csv", views.export_csv, name="export_csv"),
+]

@@ -1,0 +1,338 @@
+"""Staff dashboard views: thin, the figures come from dashboard.services and campaigns.services."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from campaigns import services as campaign_services
+from campaigns.models import Batch, Campaign
+
+from . import services
+from .forms import ScheduleBatchForm
+
+VIEW_PERMISSION = "campaigns.view_campaign"
+SCHEDULE_PERMISSION = "campaigns.schedule_batch"
+BATCHES_PER_PAGE = 25
+FAILED_PER_PAGE = 50
+
+
+def staff_view(permission: str) -> Callable:
+    """Anonymous users go to the login page; signed-in users without `permission` get 403."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.has_perm(permission):
+                raise PermissionDenied
+            return view(request, *args, **kwargs)
+
+        return login_required(wrapped)
+
+    return decorator
+
+
+def _campaign_from_request(request: HttpRequest) -> Campaign | None:
+    campaign_id = request.GET.get("campaign", "")
+    if campaign_id.isdigit():
+        return get_object_or_404(Campaign, pk=int(campaign_id))
+    return services.campaign_current()
+
+
+def _base_context(request: HttpRequest, nav: str, campaign: Campaign | None) -> dict[str, Any]:
+    return {
+        "nav": nav,
+        "campaign": campaign,
+        "campaigns": Campaign.objects.order_by("-created_at", "-id").only("id", "name", "status")[:50],
+        "can_schedule": request.user.has_perm(SCHEDULE_PERMISSION),
+    }
+
+
+# --- overview --------------------------------------------------------------------------------------
+
+
+@require_GET
+@staff_view(VIEW_PERMISSION)
+def home(request: HttpRequest) -> HttpResponse:
+    campaign = _campaign_from_request(request)
+    if campaign is None:
+        return render(request, "dashboard/no_campaign.html", _base_context(request, "overview", None))
+    return redirect("dashboard:overview", campaign_id=campaign.pk)
+
+
+@require_GET
+@staff_view(VIEW_PERMISSION)
+def overview(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, pk=campaign_id)
+    today = timezone.localdate()
+    target = services.campaign_target(campaign=campaign)
+    context = _base_context(request, "overview", campaign)
+    context.update(
+        target=target,
+        funnel=services.funnel_stages(counters=campaign, target=target.meters),
+        projection=services.campaign_projection(campaign=campaign, target=target.meters, today=today),
+        recent_days=list(reversed(services.campaign_daily_series(campaign=campaign, today=today, max_days=14))),
+        recent_batches=campaign.batches.order_by("-number")[:5],
+        delivery_rate=services.batch_delivery_rate(batch=campaign),
+        today=today,
+    )
+    return render(request, "dashboard/overview.html", context)
+
+
+@require_GET
+@staff_view(VIEW_PERMISSION)
+def overview_data(request: HttpRequest, campaign_id: int) -> JsonResponse:
+    campaign = get_object_or_404(Campaign, pk=campaign_id)
+    today = timezone.localdate()
+    target = services.campaign_target(campaign=campaign)
+    series = services.campaign_daily_series(campaign=campaign, today=today)
+    projection = services.campaign_projection(campaign=campaign, target=target.meters, today=today)
+    return JsonResponse(
+        {
+            "campaign": {"id": campaign.pk, "name": campaign.name, "deadline": campaign.deadline.isoformat()},
+            "funnel": [
+                {"key": s.key, "label": s.label, "value": s.value}
+                for s in services.funnel_stages(counters=campaign, target=target.meters)
+            ],
+            "daily": {
+                "days": [row["day"].isoformat() for row in series],
+                **{field: [row[field] for row in series] for field in services.DAILY_FIELDS},
+                "capacity": campaign.daily_capacity,
+            },
+            "projection": {
+                "rate_per_day": round(projection.rate_per_day, 1),
+                "needed_per_day": projection.needed_per_day,
+                "remaining": projection.remaining,
+                "projected_date": projection.projected_date.isoformat() if projection.projected_date else None,
+                "on_track": projection.on_track,
+            },
+        }
+    )
+
+
+# --- batches ---------------------------------------------------------------------------------------
+
+
+@require_GET
+@staff_view(VIEW_PERMISSION)
+def batch_list(request: HttpRequest) -> HttpResponse:
+    campaign = _campaign_from_request(request)
+    if campaign is None:
+        return render(request, "dashboard/no_campaign.html", _base_context(request, "batches", None))
+    batches = campaign.batches.order_by("-number")
+    status = request.GET.get("status", "")
+    if status in Batch.Status.values:
+        batches = batches.filter(status=status)
+    page = Paginator(batches, BATCHES_PER_PAGE).get_page(request.GET.get("page"))
+    context = _base_context(request, "batches", campaign)
+    context.update(page=page, status=status, statuses=Batch.Status.choices)
+    return render(request, "dashboard/batch_list.html", context)
+
+
+def _batch_context(request: HttpRequest, batch: Batch) -> dict[str, Any]:
+    after = request.GET.get("after", "")
+    failed = services.batch_failed_enrollments(
+        batch=batch, after_id=int(after) if after.isdigit() else 0, limit=FAILED_PER_PAGE + 1
+    )
+    context = _base_context(request, "batches", batch.campaign)
+    context.update(
+        batch=batch,
+        funnel=services.funnel_stages(counters=batch, target=batch.enrolled)[1:],
+        delivery_rate=services.batch_delivery_rate(batch=batch),
+        failure_reasons=services.batch_failure_reasons(batch=batch),
+        failed=failed[:FAILED_PER_PAGE],
+        failed_next=failed[FAILED_PER_PAGE - 1].pk if len(failed) > FAILED_PER_PAGE else None,
+        failed_after=after,
+        can_pause=batch.status in (Batch.Status.SCHEDULED, Batch.Status.NOTIFYING, Batch.Status.OPEN),
+        can_resume=batch.status == Batch.Status.PAUSED,
+        can_cancel=batch.status
+        in (Batch.Status.DRAFT, Batch.Status.SCHEDULED, Batch.Status.NOTIFYING, Batch.Status.PAUSED),
+    )
+    return context
+
+
+@require_GET
+@staff_view(VIEW_PERMISSION)
+def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
+    batch = get_object_or_404(Batch.objects.select_related("campaign"), pk=batch_id)
+    return render(request, "dashboard/batch_detail.html", _batch_context(request, batch))
+
+
+BATCH_ACTIONS = {
+    "pause": (campaign_services.batch_pause, "paused"),
+    "resume": (campaign_services.batch_resume, "resumed"),
+    "cancel": (campaign_services.batch_cancel, "cancelled"),
+}
+
+
+@require_POST
+@staff_view(SCHEDULE_PERMISSION)
+def batch_action(request: HttpRequest, batch_id: int, action: str) -> HttpResponse:
+    if action not in BATCH_ACTIONS:
+        raise Http404
+    batch = get_object_or_404(Batch, pk=batch_id)
+    service, done = BATCH_ACTIONS[action]
+    try:
+        batch = service(batch=batch, actor=request.user)
+    except campaign_services.CampaignError as exc:
+        messages.error(request, f"Batch {batch.number} was not {done}: {exc}.")
+    else:
+        messages.success(request, f"Batch {batch.number} {done}; it is now {batch.get_status_display().lower()}.")
+    return redirect("dashboard:batch_detail", batch_id=batch.pk)
+
+
+# --- scheduling --------------------------------------------------------------------------------------
+
+
+def _preview_payload(form: ScheduleBatchForm) -> dict[str, Any]:
+    data = form.cleaned_data
+    preview = campaign_services.batch_preview(
+        campaign=form.campaign,
+        regions=data.get("regions") or [],
+        sgcs=data.get("sgcs") or [],
+        limit=data["limit"],
+        scheduled_at=data["scheduled_at"],
+    )
+    preview["day"] = preview["day"].isoformat() if isinstance(preview["day"], date) else preview["day"]
+    preview["after_deadline"] = data["scheduled_at"].date() > form.campaign.deadline
+    return preview
+
+
+def _capacity_message(exc: campaign_services.CapacityExceeded) -> str:
+    room = max(exc.capacity - exc.load, 0)
+    return (
+        f"{exc.day:%a %d %b %Y} already has {exc.load:,} meters scheduled; {exc.adding:,} more would exceed "
+        f"the campaign's daily capacity of {exc.capacity:,}. Schedule at most {room:,} meters that day, pick "
+        "another day, or tick the override (it is recorded in the audit log)."
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@staff_view(SCHEDULE_PERMISSION)
+def batch_schedule(request: HttpRequest) -> HttpResponse:
+    campaign = _campaign_from_request(request)
+    if campaign is None:
+        return render(request, "dashboard/no_campaign.html", _base_context(request, "schedule", None))
+    preview = None
+    if request.method == "POST":
+        form = ScheduleBatchForm(request.POST, campaign=campaign)
+        if form.is_valid():
+            if request.POST.get("action") == "preview":
+                preview = _preview_payload(form)
+            else:
+                data = form.cleaned_data
+                try:
+                    batch = campaign_services.batch_schedule(
+                        campaign=campaign,
+                        regions=data["regions"],
+                        sgcs=data["sgcs"],
+                        limit=data["limit"],
+                        scheduled_at=data["scheduled_at"],
+                        override_capacity=data["override_capacity"],
+                        actor=request.user,
+                    )
+                except campaign_services.CapacityExceeded as exc:
+                    form.add_error("limit", _capacity_message(exc))
+                    preview = _preview_payload(form)
+                except campaign_services.CampaignError as exc:
+                    message = str(exc)
+                    if "no meters match" in message:
+                        message = (
+                            "No meters match this selection: every meter of these regions and supply groups "
+                            "is already enrolled or not on the old key. Widen the selection."
+                        )
+                    form.add_error(None, message)
+                    preview = _preview_payload(form)
+                else:
+                    note = " (capacity overridden, recorded in the audit log)" if batch.capacity_overridden else ""
+                    messages.success(
+                        request,
+                        f"Batch {batch.number} scheduled: {batch.enrolled:,} meters on "
+                        f"{timezone.localtime(batch.scheduled_at):%a %d %b %Y %H:%M}{note}.",
+                    )
+                    return redirect("dashboard:batch_detail", batch_id=batch.pk)
+    else:
+        now = timezone.localtime()
+        form = ScheduleBatchForm(
+            campaign=campaign,
+            initial={
+                "date": (now + timedelta(days=1)).date(),
+                "time": "09:00",
+                "limit": min(campaign.daily_capacity, 10_000),
+            },
+        )
+    context = _base_context(request, "schedule", campaign)
+    context.update(form=form, preview=preview, preview_url=reverse("dashboard:batch_preview"))
+    return render(request, "dashboard/batch_schedule.html", context)
+
+
+@require_GET
+@staff_view(SCHEDULE_PERMISSION)
+def batch_preview(request: HttpRequest) -> JsonResponse:
+    campaign = _campaign_from_request(request)
+    if campaign is None:
+        raise Http404
+    form = ScheduleBatchForm(request.GET, campaign=campaign)
+    if not form.is_valid():
+        return JsonResponse(
+            {"valid": False, "errors": {field: [str(e) for e in errs] for field, errs in form.errors.items()}},
+            status=400,
+        )
+    return JsonResponse({"valid": True, **_preview_payload(form)})
+
+
+# --- vending health -----------------------------------------------------------------------------------
+
+
+@require_GET
+@staff_view(VIEW_PERMISSION)
+def vending_health(request: HttpRequest) -> HttpResponse:
+    context = _base_context(request, "vending", services.campaign_current())
+    context.update(health=services.vending_health(now=timezone.now()))
+    return render(request, "dashboard/vending_health.html", context)
+
+
+@require_GET
+@staff_view(VIEW_PERMISSION)
+def vending_data(request: HttpRequest) -> JsonResponse:
+    health = services.vending_health(now=timezone.now())
+    return JsonResponse(
+        {
+            "minutes": [timezone.localtime(m["minute"]).strftime("%H:%M") for m in health.minutes],
+            "vends": [m["vends"] for m in health.minutes],
+            "with_codes": [m["with_codes"] for m in health.minutes],
+            "errors": health.errors,
+            "queue": {"queued": health.queue.queued, "sending": health.queue.sending},
+        }
+    )
+
+
+# --- CSV export -------------------------------------------------------------------------------------
+
+
+@require_GET
+@staff_view(VIEW_PERMISSION)
+def export_csv(request: HttpRequest, name: str) -> StreamingHttpResponse:
+    export = services.EXPORTS.get(name)
+    if export is None:
+        raise Http404
+    params = {key: request.GET.get(key, "") for key in ("campaign", "batch", "state")}
+    suffix = "".join(f"-{key}{value}" for key, value in params.items() if value)
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    response = StreamingHttpResponse(
+        services.csv_stream(header=export.header, rows=export.rows(params)), content_type="text/csv; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{name}{suffix}-{stamp}.csv"'
+    return response
