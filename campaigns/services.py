@@ -244,7 +244,7 @@ def batch_schedule(
             capacity_overridden=over,
             created_by=label,
         )
-        select_sql, select_params = candidates.values("pk")[:limit].query.sql_with_params()
+        select_sql, select_params = candidates.values("id")[:limit].query.sql_with_params()
         with connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {Enrollment._meta.db_table} "  # noqa: S608 - table names from models, values bound

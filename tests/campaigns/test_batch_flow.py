@@ -1,0 +1,91 @@
+"""A batch from scheduling to notices, in-process (eager tasks, the in-memory SMS backend)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from campaigns.models import Batch, CampaignDailyStat, Enrollment
+from campaigns.services import (
+    batch_cancel,
+    batch_notices_create,
+    batch_pause,
+    batch_resume,
+    batch_schedule,
+    batches_start_due,
+)
+from sms.backends.memory import MemoryBackend
+from sms.models import Message
+from sms.services import messages_send, messages_sweep
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_due_batch_sends_one_notice_to_each_enrolled_customer(campaign, meter_factory, now):
+    meters = meter_factory.create_batch(6)
+    meter_factory.create(phone="")  # enrolled, but no phone: no notice
+    batch = batch_schedule(campaign=campaign, regions=[], sgcs=[], limit=10, scheduled_at=now)
+    meter_factory.create()
+    later = batch_schedule(campaign=campaign, regions=[], sgcs=[], limit=10, scheduled_at=now + dt.timedelta(days=1))
+
+    assert batches_start_due() == [batch.pk]
+    assert batches_start_due() == []  # a second tick starts nothing twice
+
+    recipients = sorted(sms.recipient for sms in MemoryBackend.outbox)
+    assert recipients == sorted(m.phone for m in meters)
+    bodies = {sms.recipient: sms.body for sms in MemoryBackend.outbox}
+    assert all(m.meter_number in bodies[m.phone] for m in meters)
+    assert Message.objects.filter(purpose="notice", status="sent").count() == 6
+    batch.refresh_from_db()
+    assert (batch.enrolled, batch.notified, batch.messages_sent, batch.notices_created) == (7, 6, 6, 6)
+    assert Enrollment.objects.filter(state="notified").count() == 6
+    assert sum(CampaignDailyStat.objects.values_list("notices_sent", flat=True)) == 6
+    messages_sweep()
+    batch.refresh_from_db()
+    later.refresh_from_db()
+    assert batch.status == Batch.Status.OPEN
+    assert later.status == Batch.Status.SCHEDULED and later.notices_created_at is None
+
+
+def test_pause_stops_unsent_notices_and_resume_continues(
+    campaign, meter_factory, now, django_capture_on_commit_callbacks
+):
+    meter_factory.create_batch(5)
+    batch = batch_schedule(campaign=campaign, regions=[], sgcs=[], limit=5, scheduled_at=now)
+    assert batch_notices_create(batch=batch) == 5  # written, not yet handed to workers
+    ids = list(Message.objects.order_by("pk").values_list("pk", flat=True))
+    messages_send(ids=ids[:2], queue="sms_notices")
+    batch_pause(batch=batch, actor_label="mgr")
+
+    messages_send(ids=ids, queue="sms_notices")  # a worker picks up the rest: it must not send
+    messages_sweep()
+    assert len(MemoryBackend.outbox) == 2
+    assert Message.objects.filter(status="queued").count() == 3
+
+    with django_capture_on_commit_callbacks(execute=True):
+        batch_resume(batch=batch, actor_label="mgr")  # eager tasks: the re-dispatch sends at once
+    assert len(MemoryBackend.outbox) == 5
+    assert len({sms.recipient for sms in MemoryBackend.outbox}) == 5
+
+
+def test_cancel_stops_unsent_notices_and_releases_unnotified_meters(campaign, meter_factory, now):
+    meter_factory.create_batch(4)
+    batch = batch_schedule(campaign=campaign, regions=[], sgcs=[], limit=4, scheduled_at=now)
+    batch_notices_create(batch=batch)
+    first = Message.objects.order_by("pk").first()
+    messages_send(ids=[first.pk], queue="sms_notices")
+
+    batch_cancel(batch=batch, actor_label="mgr")
+    messages_sweep()
+
+    assert len(MemoryBackend.outbox) == 1
+    assert Message.objects.filter(status="cancelled").count() == 3
+    assert Enrollment.objects.count() == 1  # the notified customer keeps the enrollment
+    batch.refresh_from_db()
+    campaign.refresh_from_db()
+    assert (batch.enrolled, campaign.enrolled) == (1, 1)
+    assert CampaignDailyStat.objects.get().scheduled == 1
+    # The released meters can go in a new batch.
+    again = batch_schedule(campaign=campaign, regions=[], sgcs=[], limit=10, scheduled_at=now)
+    assert again.enrolled == 3

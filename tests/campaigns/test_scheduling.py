@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.core.management import call_command
+from django.db import IntegrityError, transaction
+
+from audit.models import AuditEvent
+from campaigns.models import Batch, Campaign, CampaignDailyStat, Enrollment, EnrollmentEvent
+from campaigns.services import (
+    CampaignError,
+    CapacityExceeded,
+    batch_preview,
+    batch_schedule,
+    campaign_create,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def test_schedule_enrolls_only_matching_unenrolled_meters_up_to_the_limit(campaign, meter_factory, now):
+    wanted = meter_factory.create_batch(5, region="Nairobi")
+    meter_factory.create_batch(2, region="Coast")  # other region
+    meter_factory.create(sgc="600999")  # other supply group
+    meter_factory.create(krn=2)  # already on the new key
+
+    batch = batch_schedule(campaign=campaign, regions=["Nairobi"], sgcs=[], limit=3, scheduled_at=now)
+    second = batch_schedule(campaign=campaign, regions=["Nairobi"], sgcs=[], limit=10, scheduled_at=now)
+
+    first_ids = set(batch.enrollments.values_list("meter_id", flat=True))
+    second_ids = set(second.enrollments.values_list("meter_id", flat=True))
+    assert len(first_ids) == 3 and len(second_ids) == 2
+    assert first_ids | second_ids == {m.pk for m in wanted}
+    assert (batch.number, second.number) == (1, 2)
+    assert batch.enrolled == 3 and second.enrolled == 2
+    campaign.refresh_from_db()
+    assert campaign.enrolled == 5
+    assert EnrollmentEvent.objects.filter(to_state="scheduled").count() == 5
+    assert CampaignDailyStat.objects.get(campaign=campaign).scheduled == 5
+    with pytest.raises(CampaignError):
+        batch_schedule(campaign=campaign, regions=["Nairobi"], sgcs=[], limit=10, scheduled_at=now)
+
+
+def test_one_enrollment_per_meter_per_campaign_is_a_database_rule(campaign, meter_factory, now):
+    meter = meter_factory.create()
+    batch = batch_schedule(campaign=campaign, regions=[], sgcs=[], limit=1, scheduled_at=now)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Enrollment.objects.create(campaign=campaign, meter=meter, batch=batch, enrolled_at=now, state_changed_at=now)
+
+
+def test_capacity_is_refused_unless_overridden_and_the_override_is_audited(campaign, meter_factory, now):
+    Campaign.objects.filter(pk=campaign.pk).update(daily_capacity=4)
+    campaign.refresh_from_db()
+    meter_factory.create_batch(6)
+    batch_schedule(campaign=campaign, regions=[], sgcs=[], limit=3, scheduled_at=now)
+
+    preview = batch_preview(campaign=campaign, regions=[], sgcs=[], limit=3, scheduled_at=now)
+    assert preview["matched"] == 3 and preview["day_load"] == 3 and preview["over_capacity"] is True
+    with pytest.raises(CapacityExceeded) as refused:
+        batch_schedule(campaign=campaign, regions=[], sgcs=[], limit=3, scheduled_at=now)
+    assert refused.value.load == 3 and refused.value.adding == 3
+    assert Batch.objects.count() == 1  # nothing half-done
+
+    # Another day has its own capacity.
+    tomorrow = batch_preview(campaign=campaign, regions=[], sgcs=[], limit=3, scheduled_at=now + dt.timedelta(days=1))
+    assert tomorrow["over_capacity"] is False
+
+    batch = batch_schedule(
+        campaign=campaign, regions=[], sgcs=[], limit=3, scheduled_at=now, override_capacity=True, actor_label="mgr"
+    )
+    assert batch.capacity_overridden is True
+    assert AuditEvent.objects.filter(action="batch.capacity_overridden", object_id=str(batch.pk)).exists()
+
+
+def test_campaign_create_validates(db):
+    with pytest.raises(CampaignError):
+        campaign_create(name="x", sgcs=["12"], from_krn=1, to_krn=2, deadline=dt.date(2024, 8, 31), daily_capacity=1)
+    with pytest.raises(CampaignError):
+        campaign_create(
+            name="x", sgcs=["600675"], from_krn=1, to_krn=1, deadline=dt.date(2024, 8, 31), daily_capacity=1
+        )
+
+
+def test_commands_print_stable_last_lines(db, meter_factory, capsys):
+    meter_factory.create_batch(4)
+    call_command(
+        "create_campaign",
+        "--name",
+        "C",
+        "--sgc",
+        "600675",
+        "--from-krn",
+        "1",
+        "--to-krn",
+        "2",
+        "--deadline",
+        "2024-08-31",
+        "--daily-capacity",
+        "100",
+    )
+    campaign_id = int(capsys.readouterr().out.strip().splitlines()[-1])
+    assert Campaign.objects.get(pk=campaign_id).sgcs == ["600675"]
+    call_command("schedule_batch", "--campaign", str(campaign_id), "--limit", "3", "--at", "2030-01-01T09:00")
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    batch = Batch.objects.get(campaign_id=campaign_id)
+    assert last == f"batch {batch.pk}: 3 meters"
