@@ -1,0 +1,214 @@
+"""Care queues in the admin: open cases, the field-visit queue and meters whose SMS keep failing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.utils.html import format_html
+
+from meters.models import Meter
+
+from . import services
+from .models import CareCase, CaseComment, FailingSmsMeter, FieldVisitMeter, UssdLanguage
+
+FAILING_SMS_THRESHOLD = 2  # failed or rejected messages before a meter needs care's attention
+
+
+def meter_link(meter: Meter | None) -> str:
+    if meter is None:
+        return "-"
+    return format_html('<a href="{}">{}</a>', reverse("admin:meters_meter_change", args=[meter.pk]), meter.meter_number)
+
+
+class CaseCommentInline(admin.TabularInline):
+    """Comments are read here and added through the case form, so each one is attributed and audited."""
+
+    model = CaseComment
+    extra = 0
+    fields = ("at", "author_label", "body")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class CareCaseForm(forms.ModelForm):
+    add_comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    close_with_resolution = forms.CharField(
+        required=False, max_length=300, help_text="Fill in to close the case with this resolution"
+    )
+
+    class Meta:
+        model = CareCase
+        fields = ("meter", "phone", "kind", "summary", "assigned_to")
+
+
+@admin.register(CareCase)
+class CareCaseAdmin(admin.ModelAdmin):
+    form = CareCaseForm
+    list_display = ("reference", "opened_at", "meter_column", "kind", "source", "status", "assigned_to", "phone")
+    list_filter = ("status", "kind", "source", "assigned_to")
+    search_fields = ("=meter__meter_number", "=phone")
+    list_select_related = ("meter", "assigned_to")
+    raw_id_fields = ("meter",)
+    inlines = [CaseCommentInline]
+    actions = ["assign_to_me", "close_cases"]
+    readonly_fields = (
+        "source",
+        "status",
+        "opened_at",
+        "opened_by",
+        "assigned_at",
+        "closed_at",
+        "closed_by",
+        "resolution",
+    )
+
+    @admin.display(description="meter", ordering="meter__meter_number")
+    def meter_column(self, obj: CareCase) -> str:
+        return meter_link(obj.meter)
+
+    def get_fields(self, request: HttpRequest, obj: CareCase | None = None) -> list[str]:
+        if obj is None:
+            return ["meter", "phone", "kind", "summary"]
+        fields = ["meter", "phone", "kind", "summary", "assigned_to", *self.readonly_fields]
+        if obj.status == CareCase.Status.OPEN and self.has_change_permission(request, obj):
+            fields += ["add_comment", "close_with_resolution"]
+        return fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: CareCase | None = None) -> tuple[str, ...]:
+        if obj is None:
+            return ()
+        return ("meter", "phone", "kind", "summary", *self.readonly_fields)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        # The case list opens as the queue: open cases, oldest first.
+        if not any(key.startswith("status") for key in request.GET) and "q" not in request.GET:
+            return HttpResponseRedirect(request.path + "?status__exact=open&o=2")
+        return super().changelist_view(request, extra_context)
+
+    def save_model(self, request: HttpRequest, obj: CareCase, form: CareCaseForm, change: bool) -> None:
+        if not change:
+            case = services.care_case_open(
+                meter=obj.meter,
+                kind=obj.kind,
+                source=CareCase.Source.AGENT,
+                phone=obj.phone or (obj.meter.phone if obj.meter else ""),
+                summary=obj.summary,
+                actor=request.user,
+            )
+            obj.pk, obj.opened_at, obj.source = case.pk, case.opened_at, case.source
+            return
+        if "assigned_to" in form.changed_data:
+            services.care_case_assign(case=obj, assignee=form.cleaned_data["assigned_to"], actor=request.user)
+        if form.cleaned_data.get("add_comment"):
+            services.care_case_comment(case=obj, body=form.cleaned_data["add_comment"], actor=request.user)
+        if form.cleaned_data.get("close_with_resolution"):
+            services.care_case_close(
+                case=obj, resolution=form.cleaned_data["close_with_resolution"], actor=request.user
+            )
+
+    def has_delete_permission(self, request: HttpRequest, obj: CareCase | None = None) -> bool:
+        return False  # a case is closed, never deleted
+
+    @admin.action(description="Assign to me", permissions=["change"])
+    def assign_to_me(self, request: HttpRequest, queryset: QuerySet[CareCase]) -> None:
+        for case in queryset.filter(status=CareCase.Status.OPEN):
+            services.care_case_assign(case=case, assignee=request.user, actor=request.user)
+
+    @admin.action(description="Close (resolved)", permissions=["change"])
+    def close_cases(self, request: HttpRequest, queryset: QuerySet[CareCase]) -> None:
+        closed = sum(
+            services.care_case_close(case=case, resolution="Closed from the queue.", actor=request.user)
+            for case in queryset.filter(status=CareCase.Status.OPEN)
+        )
+        self.message_user(request, f"{closed} case(s) closed.")
+
+
+class ReadOnlyMeterQueue(admin.ModelAdmin):
+    """A queue of meters; each row opens the meter's story page in the meter admin."""
+
+    list_display = ("meter_column", "customer_name", "phone", "region", "key_state", "updated_at")
+    list_filter = ("region",)
+    search_fields = ("=meter_number", "=phone", "=account_number")
+    actions = None
+
+    @admin.display(description="meter", ordering="meter_number")
+    def meter_column(self, obj: Meter) -> str:
+        return meter_link(obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        return HttpResponseRedirect(reverse("admin:meters_meter_change", args=[object_id]))
+
+
+@admin.register(FieldVisitMeter)
+class FieldVisitMeterAdmin(ReadOnlyMeterQueue):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Meter]:
+        return (
+            super()
+            .get_queryset(request)
+            .filter(Q(status=Meter.Status.NON_COMPLIANT) | Q(key_state=Meter.KeyState.NON_COMPLIANT))
+        )
+
+
+@admin.register(FailingSmsMeter)
+class FailingSmsMeterAdmin(ReadOnlyMeterQueue):
+    list_display = ("meter_column", "customer_name", "phone", "failed_sms", "last_failure", "region", "key_state")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Meter]:
+        from sms.models import Message
+
+        failed = Q(sms_messages__status__in=[Message.Status.FAILED, Message.Status.REJECTED])
+        last_failure = (
+            Message.objects.filter(meter=OuterRef("pk"), status__in=[Message.Status.FAILED, Message.Status.REJECTED])
+            .order_by("-created_at", "-id")
+            .values("failure_reason")[:1]
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(failed_sms_count=Count("sms_messages", filter=failed))
+            .filter(failed_sms_count__gte=FAILING_SMS_THRESHOLD)
+            .annotate(last_failure_reason=Subquery(last_failure))
+        )
+
+    @admin.display(description="failed SMS", ordering="failed_sms_count")
+    def failed_sms(self, obj: Any) -> int:
+        return obj.failed_sms_count
+
+    @admin.display(description="last failure reason")
+    def last_failure(self, obj: Any) -> str:
+        return obj.last_failure_reason or ""
+
+
+@admin.register(UssdLanguage)
+class UssdLanguageAdmin(admin.ModelAdmin):
+    list_display = ("phone", "language", "updated_at")
+    search_fields = ("=phone",)
+    readonly_fields = ("phone", "language", "updated_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
