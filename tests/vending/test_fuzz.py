@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tests.factories import luhn_complete
+
 pytestmark = pytest.mark.django_db
+
+METER = luhn_complete("5499999999")  # exists in the vend-body test, so some bodies are valid sales
 
 json_scalars = (
     st.none()
@@ -22,7 +26,9 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=6,
 )
-meter_numbers = st.from_regex(r"\A[0-9 -]{0,16}\Z") | st.sampled_from(["54000000018", "5400000001", ""])
+meter_numbers = st.from_regex(r"\A[0-9 -]{0,16}\Z") | st.sampled_from(
+    [METER, METER[:-1], f"{METER[:5]} {METER[5:]}", ""]
+)
 amounts = st.from_regex(r"\A-?[0-9]{0,8}(\.[0-9]{0,4})?(e[0-9]{1,3})?\Z") | st.sampled_from(
     ["NaN", "Infinity", "-0", "1e999", "0.00", "100.00", "1_000"]
 )
@@ -57,8 +63,10 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 @FUZZ
 @given(body=bodies)
 def test_vend_bodies(api, vending_keys, meter_factory, body):
-    meter_factory(meter_number="54000000018") if not _exists("54000000018") else None
+    if not _exists(METER):
+        meter_factory(meter_number=METER, krn=2, base_date=2014, key_state="confirmed")
     response = api.post("/api/v1/vends/", json.dumps(body), content_type="application/json")
+    event(f"HTTP {response.status_code}")
     assert_json_error_or_vend(response)
 
 
@@ -93,3 +101,26 @@ def _exists(number: str) -> bool:
     from meters.models import Meter
 
     return Meter.objects.filter(meter_number=number).exists()
+
+
+@FUZZ
+@given(
+    field=st.sampled_from([None, "meter_number", "amount", "reference", "customer_phone"]),
+    junk=json_values | amounts | references,
+    drop=st.booleans(),
+)
+def test_one_field_wrong(api, vending_keys, meter_factory, field, junk, drop):
+    """A valid sale with at most one field replaced by junk (or removed): a vend or that field's error."""
+    if not _exists(METER):
+        meter_factory(meter_number=METER, krn=2, base_date=2014, key_state="confirmed")
+    body = {"meter_number": METER, "amount": "100.00", "reference": "FUZZ-OK", "customer_phone": "0712345678"}
+    if field is not None:
+        if drop:
+            body.pop(field)
+        else:
+            body[field] = junk
+    response = api.post("/api/v1/vends/", json.dumps(body), content_type="application/json")
+    event(f"HTTP {response.status_code}")
+    assert_json_error_or_vend(response)
+    if response.status_code in (400, 404, 422) and field is not None:
+        assert response.json()["error"]["field"] in (field, "reference")
