@@ -13,6 +13,9 @@ Typical rollover for one meter (EA07, DKGA02)::
     tid = next_tid(last_tid_under_2014, now, BaseDate.BD_2014)
     credit = credit_token(ea="07", decoder_key=new_dk, tid=tid, units=Decimal("25.5"))
 
+For campaigns, :func:`derive_decoder_keys` and :func:`build_tokens` do the same for thousands
+of meters at once (vectorised DES, bitsliced STA), several times faster per meter.
+
 Keys are big-endian ``bytes``; amounts are ``Decimal`` (never float); all errors are
 :class:`StsError` subclasses (which are ``ValueError``).
 """
@@ -27,7 +30,7 @@ from ._amount import (
     encode_currency_amount,
     encode_transfer_amount,
 )
-from ._dkga import clear_key_caches, derive_decoder_key
+from ._dkga import DecoderKeyRequest, clear_key_caches, derive_decoder_key, derive_decoder_keys
 from ._errors import (
     AmountOutOfRange,
     CrcMismatch,
@@ -52,8 +55,13 @@ from ._ident import (
 )
 from ._tokens import (
     KEY_REVISION_DISPLAY_CONTROL,
+    CreditRequest,
     DecodedToken,
+    KeyChangeRequest,
+    ManagementRequest,
     TokenKind,
+    TokenRequest,
+    build_tokens,
     credit_token,
     decode_token,
     format_token,
@@ -68,19 +76,25 @@ __all__ = [
     "AmountOutOfRange",
     "BaseDate",
     "CrcMismatch",
+    "CreditRequest",
     "DecodedToken",
+    "DecoderKeyRequest",
     "EntryResult",
     "InvalidKey",
     "InvalidMeterNumber",
     "InvalidParameter",
     "InvalidTokenFormat",
+    "KeyChangeRequest",
     "KeyExpired",
+    "ManagementRequest",
     "RejectReason",
     "StsError",
     "TokenKind",
+    "TokenRequest",
     "TidOutOfRange",
     "UnknownAlgorithm",
     "VirtualMeter",
+    "build_tokens",
     "clear_key_caches",
     "credit_token",
     "decode_amount",
@@ -88,6 +102,7 @@ __all__ = [
     "decode_token",
     "decode_transfer_amount",
     "derive_decoder_key",
+    "derive_decoder_keys",
     "encode_amount",
     "encode_currency_amount",
     "encode_transfer_amount",

@@ -22,6 +22,9 @@ EA11 = "11"
 _KEY_LENGTHS = {EA07: 8, EA09: 8, EA11: 16}
 
 
+_EA_ALIASES: dict[object, str] = {code: code for code in _KEY_LENGTHS}
+
+
 class BlockCipher(Protocol):
     def encrypt(self, block: int) -> int: ...
 
@@ -30,6 +33,9 @@ class BlockCipher(Protocol):
 
 def normalise_ea(ea: str | int) -> str:
     """``"07"``, ``"7"``, ``7`` -> ``"07"``; anything other than 07/09/11 -> :class:`UnknownAlgorithm`."""
+    known = _EA_ALIASES.get(ea)  # fast path for the usual spellings
+    if known is not None:
+        return known
     text = str(ea).strip()
     if text.isascii() and text.isdigit() and len(text) <= 2:
         code = f"{int(text):02d}"
@@ -44,7 +50,7 @@ def key_length(ea: str) -> int:
 
 
 def check_key(ea: str, key: bytes, what: str = "decoder key") -> bytes:
-    if not isinstance(key, bytes | bytearray):
+    if type(key) is not bytes and not isinstance(key, bytes | bytearray):
         raise InvalidKey(f"{what} must be bytes, got {type(key).__name__}")
     expected = key_length(ea)
     if len(key) != expected:

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import sys
+from array import array
+from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from Crypto.Cipher import DES
 
@@ -15,10 +19,25 @@ from ._ciphers import EA07, EA09, EA11, normalise_ea
 from ._errors import InvalidKey, InvalidParameter, UnknownAlgorithm
 from ._ident import IIN_11_DIGIT, normalise_base_date, validate_pan
 
-__all__ = ["check_kt", "check_krn", "check_sgc", "check_ti", "clear_key_caches", "derive_decoder_key", "normalise_dkga"]
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = [
+    "DecoderKeyRequest",
+    "check_krn",
+    "check_kt",
+    "check_sgc",
+    "check_ti",
+    "clear_key_caches",
+    "derive_decoder_key",
+    "derive_decoder_keys",
+    "normalise_dkga",
+]
 
 
 def normalise_dkga(dkga: str | int) -> str:
+    if dkga in ("02", "04"):  # fast path: the usual spelling
+        return dkga
     text = str(dkga).strip()
     if text.isascii() and text.isdigit() and len(text) <= 2:
         code = f"{int(text):02d}"
@@ -29,6 +48,8 @@ def normalise_dkga(dkga: str | int) -> str:
 
 def check_sgc(sgc: str | int) -> str:
     """Supply group code: 6 decimal digits (an int is zero-padded)."""
+    if type(sgc) is str and len(sgc) == 6 and sgc.isascii() and sgc.isdigit():
+        return sgc
     text = f"{sgc:06d}" if isinstance(sgc, int) and not isinstance(sgc, bool) else str(sgc).strip()
     if len(text) != 6 or not text.isascii() or not text.isdigit():
         raise InvalidParameter(f"SGC must be 6 decimal digits, got {sgc!r}")
@@ -73,19 +94,16 @@ def clear_key_caches() -> None:
     _des_for_vending_key.cache_clear()
 
 
-def _dkga02(vending_key: bytes, pan: str, sgc: str, ti: int, krn: int, kt: int) -> bytes:
+def _dkga02_x(pan: str, sgc: str, ti: int, krn: int, kt: int) -> int:
+    """X = PANBlock xor CONTROLBlock (reference.md 7.1); DKGA02 then encrypts X under the VK."""
     # PANBlock: PAN digits 1..16 as hex nibbles; for KT 3 (common key) the DRN digits are zeros
     # (reference.md 7.1, two sources agree, no vector: U).
     pan_digits = pan[1:17]
     if kt == 3:
         iin_len = 5 if pan.startswith(IIN_11_DIGIT) else 3
         pan_digits = pan_digits[:iin_len] + "0" * (16 - iin_len)
-    pan_block = int(pan_digits, 16)
     control = int(f"{kt:X}{sgc}{ti:02d}{krn:X}FFFFFF", 16)
-    x = pan_block ^ control
-    des_x = int.from_bytes(_des_for_vending_key(vending_key).encrypt(x.to_bytes(8, "big")), "big")
-    # DK = DES_VK(X) xor X xor VK (reference.md 7.2)
-    return (des_x ^ x ^ int.from_bytes(vending_key, "big")).to_bytes(8, "big")
+    return int(pan_digits, 16) ^ control
 
 
 def _lv(text: str) -> bytes:
@@ -106,6 +124,34 @@ def _dkga04(vending_key: bytes, pan: str, sgc: str, ti: int, krn: int, kt: int, 
         )
     )  # fmt: skip
     return hmac.digest(vending_key, message, hashlib.sha256)[: bits // 8]
+
+
+def _prepare(
+    dkga: str, vending_key: bytes, pan: str, sgc: str, ti: int, krn: int, kt: int, base_date: int, ea: str
+) -> tuple[str, bytes, int | bytes]:
+    """Validate the inputs; return ("02", VK, X) for DKGA02 (DES still to do) or ("04", VK, key)."""
+    code = normalise_dkga(dkga)
+    ea_code = normalise_ea(ea)
+    if type(vending_key) is not bytes and not isinstance(vending_key, bytes | bytearray):
+        raise InvalidKey(f"vending key must be bytes, got {type(vending_key).__name__}")
+    vending_key = bytes(vending_key)
+    pan = validate_pan(pan)
+    sgc = check_sgc(sgc)
+    ti = check_ti(ti)
+    krn = check_krn(krn)
+    kt = check_kt(kt)
+    bd = normalise_base_date(base_date)
+    if code == "02":
+        if ea_code not in (EA07, EA09):
+            raise UnknownAlgorithm(f"DKGA02 makes 64-bit keys; EA{ea_code} needs DKGA04")
+        if len(vending_key) != 8:
+            raise InvalidKey(f"DKGA02 needs a 64-bit vending key, got {len(vending_key)} bytes")
+        return code, vending_key, _dkga02_x(pan, sgc, ti, krn, kt)
+    if ea_code == EA09:
+        raise UnknownAlgorithm("DKGA04 with EA09 is not described by any public source")
+    if len(vending_key) < 8:
+        raise InvalidKey(f"DKGA04 vending key is too short ({len(vending_key)} bytes; STS uses 20)")
+    return code, vending_key, _dkga04(vending_key, pan, sgc, ti, krn, kt, bd.code, ea_code)
 
 
 def derive_decoder_key(
@@ -130,25 +176,55 @@ def derive_decoder_key(
     ``pan`` is the 18-digit PAN (see :func:`pan_from_meter_number`), ``sgc`` 6 digits, ``ti`` 0..99,
     ``krn`` 1..9, ``kt`` 0..3.
     """
-    code = normalise_dkga(dkga)
-    ea_code = normalise_ea(ea)
-    if not isinstance(vending_key, bytes | bytearray):
-        raise InvalidKey(f"vending key must be bytes, got {type(vending_key).__name__}")
-    vending_key = bytes(vending_key)
-    pan = validate_pan(pan)
-    sgc = check_sgc(sgc)
-    ti = check_ti(ti)
-    krn = check_krn(krn)
-    kt = check_kt(kt)
-    bd = normalise_base_date(base_date)
-    if code == "02":
-        if ea_code not in (EA07, EA09):
-            raise UnknownAlgorithm(f"DKGA02 makes 64-bit keys; EA{ea_code} needs DKGA04")
-        if len(vending_key) != 8:
-            raise InvalidKey(f"DKGA02 needs a 64-bit vending key, got {len(vending_key)} bytes")
-        return _dkga02(vending_key, pan, sgc, ti, krn, kt)
-    if ea_code == EA09:
-        raise UnknownAlgorithm("DKGA04 with EA09 is not described by any public source")
-    if len(vending_key) < 8:
-        raise InvalidKey(f"DKGA04 vending key is too short ({len(vending_key)} bytes; STS uses 20)")
-    return _dkga04(vending_key, pan, sgc, ti, krn, kt, bd.code, ea_code)
+    code, vk, prepared = _prepare(dkga, vending_key, pan, sgc, ti, krn, kt, base_date, ea)
+    if code == "04":
+        return prepared  # type: ignore[return-value]
+    x: int = prepared  # type: ignore[assignment]
+    des_x = int.from_bytes(_des_for_vending_key(vk).encrypt(x.to_bytes(8, "big")), "big")
+    # DK = DES_VK(X) xor X xor VK (reference.md 7.2)
+    return (des_x ^ x ^ int.from_bytes(vk, "big")).to_bytes(8, "big")
+
+
+@dataclass(frozen=True)
+class DecoderKeyRequest:
+    """The inputs of one :func:`derive_decoder_key` call, for :func:`derive_decoder_keys`."""
+
+    dkga: str
+    vending_key: bytes = field(repr=False)
+    pan: str
+    sgc: str
+    ti: int
+    krn: int
+    kt: int
+    base_date: int = 1993
+    ea: str = "07"
+
+
+def derive_decoder_keys(requests: Sequence[DecoderKeyRequest]) -> list[bytes]:
+    """:func:`derive_decoder_key` for many meters; same results, in order.
+
+    DKGA02 requests that share a vending key go through ONE DES-ECB call over all their blocks
+    (the per-call overhead of pycryptodome is larger than the DES work itself).
+    """
+    results: list[bytes | None] = [None] * len(requests)
+    pending: dict[bytes, list[tuple[int, int]]] = {}
+    for index, req in enumerate(requests):
+        code, vk, prepared = _prepare(
+            req.dkga, req.vending_key, req.pan, req.sgc, req.ti, req.krn, req.kt, req.base_date, req.ea
+        )
+        if code == "04":
+            results[index] = prepared  # type: ignore[assignment]
+        else:
+            pending.setdefault(vk, []).append((index, prepared))  # type: ignore[arg-type]
+    for vk, items in pending.items():
+        xs = [x for _, x in items]
+        data = array("Q", xs)
+        if sys.byteorder == "little":
+            data.byteswap()  # DES works on big-endian blocks
+        out = array("Q", _des_for_vending_key(vk).encrypt(data.tobytes()))
+        if sys.byteorder == "little":
+            out.byteswap()
+        vk_int = int.from_bytes(vk, "big")
+        for (index, x), des_x in zip(items, out, strict=True):
+            results[index] = (des_x ^ x ^ vk_int).to_bytes(8, "big")
+    return results  # type: ignore[return-value]
