@@ -31,6 +31,7 @@ from ._errors import (
     InvalidKey,
     InvalidParameter,
     InvalidTokenFormat,
+    UnknownAlgorithm,
 )
 from ._ident import check_ken, check_tid, tid_to_datetime
 from ._sta import StaCipher, tables_by_name
