@@ -411,7 +411,8 @@ def _tokens(state: State, facts: MeterFacts, context: Context) -> State:
     body = text_for(language, "tokens_head", m=m)
     for line in tokens[:2]:
         units = f"{line.units}kWh" if line.units is not None else ""
-        body += text_for(language, "token_line", when=f"{line.issued_at:%d/%m}", units=units, token=format_token(line.digits))
+        when, token = f"{line.issued_at:%d/%m}", format_token(line.digits)
+        body += text_for(language, "token_line", when=when, units=units, token=token)
     if sent:
         body += text_for(language, "tokens_sms")
     return replace(state, step=Step.DONE, final=body.rstrip())
