@@ -125,11 +125,12 @@ def campaign_projection(*, campaign: Campaign, target: int, today: date) -> Proj
 
     A meter counts as done when its codes were issued (the customer received them with a token
     that only works after typing them) or it left the queue as non-compliant (field visit).
-    The window is the last 7 complete days; a younger campaign uses the days it has had.
+    The window is the last 7 complete days; a campaign with less history uses the days since its
+    first recorded activity.
     """
     done = campaign.codes_issued + max(campaign.non_compliant, 0)
     remaining = max(target - done, 0)
-    start = timezone.localdate(campaign.created_at) if campaign.created_at else today
+    start = CampaignDailyStat.objects.filter(campaign=campaign).aggregate(first=Min("day"))["first"] or today
     window_start = max(today - timedelta(days=7), start)
     window_end = today  # exclusive: today is not over yet
     if window_start >= window_end:
@@ -167,21 +168,24 @@ def campaign_projection(*, campaign: Campaign, target: int, today: date) -> Proj
 DAILY_FIELDS = ("scheduled", "notices_sent", "codes_issued", "confirmed", "failed")
 
 
-def campaign_daily_series(*, campaign: Campaign, today: date, max_days: int = 180) -> list[dict[str, Any]]:
-    """One row per day from the first recorded day to today, gaps filled with zeros."""
+def campaign_daily_series(
+    *, campaign: Campaign, today: date, max_days: int = 180, days_ahead: int = 14
+) -> list[dict[str, Any]]:
+    """One row per day from the first recorded day to today (or the last day with meters already
+    scheduled, up to `days_ahead` ahead), gaps filled with zeros."""
     since = today - timedelta(days=max_days - 1)
+    until = today + timedelta(days=days_ahead)
     rows = {
         row["day"]: row
-        for row in CampaignDailyStat.objects.filter(campaign=campaign, day__gte=since, day__lte=today).values(
+        for row in CampaignDailyStat.objects.filter(campaign=campaign, day__gte=since, day__lte=until).values(
             "day", *DAILY_FIELDS
         )
     }
     if not rows:
         return []
-    day, series = min(rows), []
-    while day <= today:
-        row = rows.get(day) or {"day": day, **dict.fromkeys(DAILY_FIELDS, 0)}
-        series.append(row)
+    day, last, series = min(rows), max(today, max(rows)), []
+    while day <= last:
+        series.append(rows.get(day) or {"day": day, **dict.fromkeys(DAILY_FIELDS, 0)})
         day += timedelta(days=1)
     return series
 

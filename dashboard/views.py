@@ -83,7 +83,9 @@ def overview(request: HttpRequest, campaign_id: int) -> HttpResponse:
         target=target,
         funnel=services.funnel_stages(counters=campaign, target=target.meters),
         projection=services.campaign_projection(campaign=campaign, target=target.meters, today=today),
-        recent_days=list(reversed(services.campaign_daily_series(campaign=campaign, today=today, max_days=14))),
+        recent_days=list(
+            reversed(services.campaign_daily_series(campaign=campaign, today=today, max_days=14, days_ahead=7))
+        ),
         recent_batches=campaign.batches.order_by("-number")[:5],
         delivery_rate=services.batch_delivery_rate(batch=campaign),
         today=today,
@@ -110,6 +112,7 @@ def overview_data(request: HttpRequest, campaign_id: int) -> JsonResponse:
                 "days": [row["day"].isoformat() for row in series],
                 **{field: [row[field] for row in series] for field in services.DAILY_FIELDS},
                 "capacity": campaign.daily_capacity,
+                "today": today.isoformat(),
             },
             "projection": {
                 "rate_per_day": round(projection.rate_per_day, 1),
@@ -244,9 +247,11 @@ def batch_schedule(request: HttpRequest) -> HttpResponse:
                         actor=request.user,
                     )
                 except campaign_services.CapacityExceeded as exc:
-                    form.add_error("limit", _capacity_message(exc))
+                    # The preview first: add_error() drops the field from cleaned_data.
                     preview = _preview_payload(form)
+                    form.add_error("limit", _capacity_message(exc))
                 except campaign_services.CampaignError as exc:
+                    preview = _preview_payload(form)
                     message = str(exc)
                     if "no meters match" in message:
                         message = (
@@ -254,7 +259,6 @@ def batch_schedule(request: HttpRequest) -> HttpResponse:
                             "is already enrolled or not on the old key. Widen the selection."
                         )
                     form.add_error(None, message)
-                    preview = _preview_payload(form)
                 else:
                     note = " (capacity overridden, recorded in the audit log)" if batch.capacity_overridden else ""
                     messages.success(

@@ -9,6 +9,7 @@
     confirmed: "#1c8a4e",
     failed: "#c0392b",
     capacity: "#6b7a8c",
+    scheduled: "#b9a6e6",
     grid: "#e6ebf1",
   };
   var nf = new Intl.NumberFormat("en-KE");
@@ -60,8 +61,8 @@
   }
 
   function shortDay(iso) {
-    var d = new Date(iso + "T00:00:00");
-    return d.toLocaleDateString("en-GB", { day: "numeric", month: "short" });
+    var d = new Date(iso + "T00:00:00Z");
+    return d.toLocaleDateString("en-GB", { day: "numeric", month: "short", timeZone: "UTC" });
   }
 
   function drawDaily(canvas, d) {
@@ -71,6 +72,7 @@
       data: {
         labels: labels,
         datasets: [
+          { label: "Scheduled", data: d.daily.scheduled, backgroundColor: COLORS.scheduled, borderRadius: 2 },
           { label: "Notices sent", data: d.daily.notices_sent, backgroundColor: COLORS.notices, borderRadius: 2 },
           { label: "Codes issued", data: d.daily.codes_issued, backgroundColor: COLORS.codes, borderRadius: 2 },
           { label: "Confirmations", data: d.daily.confirmed, backgroundColor: COLORS.confirmed, borderRadius: 2 },
@@ -94,18 +96,22 @@
 
   function drawProgress(canvas, d) {
     var target = d.funnel[0].value;
-    var days = d.daily.days.slice();
+    // History only: the series also carries the days ahead that already have meters scheduled.
+    var upto = d.daily.days.filter(function (day) {
+      return day <= d.daily.today;
+    }).length;
+    var days = d.daily.days.slice(0, upto);
     var cumulative = [];
     var total = 0;
-    d.daily.codes_issued.forEach(function (n) {
+    d.daily.codes_issued.slice(0, upto).forEach(function (n) {
       total += n;
       cumulative.push(total);
     });
     // Extend the axis to the deadline (or the projected date if later, up to a year).
-    var last = days.length ? new Date(days[days.length - 1] + "T00:00:00") : new Date();
-    var end = new Date(d.campaign.deadline + "T00:00:00");
+    var last = days.length ? new Date(days[days.length - 1] + "T00:00:00Z") : new Date();
+    var end = new Date(d.campaign.deadline + "T00:00:00Z");
     if (d.projection.projected_date) {
-      var projected = new Date(d.projection.projected_date + "T00:00:00");
+      var projected = new Date(d.projection.projected_date + "T00:00:00Z");
       if (projected > end) end = projected;
     }
     var maxEnd = new Date(last.getTime() + 366 * 86400000);
