@@ -8,6 +8,9 @@ Measures on one core, pure Python:
 * EA07 credit tokens per second for one meter (one key; a new cipher object per token, as
   ``credit_token`` does).
 * The same two figures for EA11/DKGA04 (4-token KCT set).
+* The batch path the campaign engine should use: ``derive_decoder_keys`` (one DES call per
+  vending key) and ``build_tokens`` (bitsliced STA), for the same sets; the script first asserts
+  that both paths give identical tokens.
 
 Target (issue 3): at most 40 us per meter for the EA07/DKGA02 rollover set.
 """
@@ -25,8 +28,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tokens.sts import (  # noqa: E402 - after the sys.path tweak so the script runs from anywhere
+    CreditRequest,
+    DecoderKeyRequest,
+    KeyChangeRequest,
+    build_tokens,
     credit_token,
     derive_decoder_key,
+    derive_decoder_keys,
     key_change_tokens,
     pan_from_meter_number,
 )
@@ -65,6 +73,34 @@ def rollover_ea11(pan: str, tid: int) -> list[str]:
     return tokens
 
 
+def rollover_batch(pans: list[str], dkga: str, ea: str, first_tid: int) -> list[list[str]]:
+    """The same sets for many meters at once: derive_decoder_keys + build_tokens."""
+    if dkga == "02":
+        old_req = [DecoderKeyRequest("02", VK_OLD, pan, "123456", 1, 1, 2) for pan in pans]
+        new_req = [DecoderKeyRequest("02", VK_NEW, pan, "123456", 1, 2, 2) for pan in pans]
+        sgc = None
+    else:
+        old_req = [DecoderKeyRequest("04", VK20, pan, "123457", 1, 1, 2, 1993, ea) for pan in pans]
+        new_req = [DecoderKeyRequest("04", VK20, pan, "123457", 1, 2, 2, 2014, ea) for pan in pans]
+        sgc = "123457"
+    keys = derive_decoder_keys(old_req + new_req)
+    count = len(pans)
+    requests: list = [KeyChangeRequest(ea, keys[i], keys[count + i], 2, 2, 1, True, new_sgc=sgc) for i in range(count)]
+    requests += [CreditRequest(ea, keys[count + i], first_tid + 2 * i, amount_field=255, rnd=5) for i in range(count)]
+    built = build_tokens(requests)
+    return [built[i] + built[count + i] for i in range(count)]
+
+
+def batch_per_meter_us(pans: list[str], dkga: str, ea: str, repeats: int) -> list[float]:
+    rollover_batch(pans[:64], dkga, ea, 5_800_000)  # warm up (lazy tables, transpose masks)
+    results = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        rollover_batch(pans, dkga, ea, 5_800_000)
+        results.append((time.perf_counter() - start) / len(pans) * 1e6)
+    return results
+
+
 def per_meter_us(fn: object, pans: list[str], repeats: int) -> list[float]:
     results = []
     fn(pans[0], 5_800_000)  # type: ignore[operator]  # warm up: builds the lazy STA tables
@@ -87,27 +123,52 @@ def credit_per_second(ea: str, key: bytes, count: int, repeats: int) -> list[flo
     return results
 
 
+def batch_credit_per_second(count: int, repeats: int) -> list[float]:
+    key = bytes.fromhex("E653341F9D5BF36F")
+    requests = [CreditRequest("07", key, 5_800_000 + 2 * i, amount_field=i & 0xFFFF, rnd=5) for i in range(count)]
+    build_tokens(requests[:64])
+    results = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        build_tokens(requests)
+        results.append(count / (time.perf_counter() - start))
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meters", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     pans = meter_pans(args.meters)
+    # the batch path must give exactly the per-token path's tokens
+    assert rollover_batch(pans[:100], "02", "07", 5_800_000) == [
+        rollover_ea07(pan, 5_800_000 + 2 * i) for i, pan in enumerate(pans[:100])
+    ]
     print(f"python {platform.python_version()} on {platform.machine()}, {args.meters} meters x {args.repeats} runs")
-    ea07 = per_meter_us(rollover_ea07, pans, args.repeats)
-    ea11 = per_meter_us(rollover_ea11, pans, args.repeats)
-    key07 = bytes.fromhex("E653341F9D5BF36F")
-    key11 = bytes.fromhex("F94B6ED353C3BFDB113E2D3A7EA3C41D")
-    c07 = credit_per_second("07", key07, args.meters, args.repeats)
-    c11 = credit_per_second("11", key11, args.meters, args.repeats)
-    best07 = min(ea07)
-    print(f"EA07/DKGA02 rollover set (2 DKs + KCT pair + credit): best {best07:.1f} us/meter, "
-          f"median {statistics.median(ea07):.1f} us/meter  [target <= {TARGET_US:.0f} us: "
-          f"{'MET' if best07 <= TARGET_US else 'MISSED'}]")  # fmt: skip
-    print(f"EA11/DKGA04 rollover set (2 DKs + 4 KCTs + credit): best {min(ea11):.1f} us/meter, "
-          f"median {statistics.median(ea11):.1f} us/meter")  # fmt: skip
-    print(f"EA07 credit tokens: best {max(c07):,.0f}/s, median {statistics.median(c07):,.0f}/s")
-    print(f"EA11 credit tokens: best {max(c11):,.0f}/s, median {statistics.median(c11):,.0f}/s")
+    single07 = per_meter_us(rollover_ea07, pans, args.repeats)
+    batch07 = batch_per_meter_us(pans, "02", "07", args.repeats)
+    single11 = per_meter_us(rollover_ea11, pans, args.repeats)
+    batch11 = batch_per_meter_us(pans, "04", "11", args.repeats)
+    c07 = credit_per_second("07", bytes.fromhex("E653341F9D5BF36F"), args.meters, args.repeats)
+    c11 = credit_per_second("11", bytes.fromhex("F94B6ED353C3BFDB113E2D3A7EA3C41D"), args.meters, args.repeats)
+    batch_credit = batch_credit_per_second(args.meters, args.repeats)
+
+    def line(label: str, values: list[float], target: bool = False) -> None:
+        best = min(values)
+        verdict = f"  [target <= {TARGET_US:.0f} us: {'MET' if best <= TARGET_US else 'MISSED'}]" if target else ""
+        print(f"{label}: best {best:.1f} us/meter, median {statistics.median(values):.1f} us/meter{verdict}")
+
+    line("EA07/DKGA02 rollover set, one meter at a time (2 DKs + KCT pair + credit)", single07, target=True)
+    line(f"EA07/DKGA02 rollover set, batch of {args.meters} (derive_decoder_keys + build_tokens)", batch07, True)
+    line("EA11/DKGA04 rollover set, one meter at a time (2 DKs + 4 KCTs + credit)", single11)
+    line(f"EA11/DKGA04 rollover set, batch of {args.meters}", batch11)
+    print(f"EA07 credit_token(): best {max(c07):,.0f}/s, median {statistics.median(c07):,.0f}/s")
+    print(
+        f"EA07 credit tokens via build_tokens: best {max(batch_credit):,.0f}/s, "
+        f"median {statistics.median(batch_credit):,.0f}/s"
+    )
+    print(f"EA11 credit_token(): best {max(c11):,.0f}/s, median {statistics.median(c11):,.0f}/s")
     return 0
 
 

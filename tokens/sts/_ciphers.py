@@ -52,7 +52,7 @@ def key_length(ea: str) -> int:
 def check_key(ea: str, key: bytes, what: str = "decoder key") -> bytes:
     if type(key) is not bytes and not isinstance(key, bytes | bytearray):
         raise InvalidKey(f"{what} must be bytes, got {type(key).__name__}")
-    expected = key_length(ea)
+    expected = _KEY_LENGTHS.get(ea) or key_length(ea)  # ea is usually normalised already
     if len(key) != expected:
         raise InvalidKey(f"EA{normalise_ea(ea)} needs a {expected * 8}-bit {what}, got {len(key)} bytes")
     return bytes(key)

@@ -127,7 +127,17 @@ def _dkga04(vending_key: bytes, pan: str, sgc: str, ti: int, krn: int, kt: int, 
 
 
 def _prepare(
-    dkga: str, vending_key: bytes, pan: str, sgc: str, ti: int, krn: int, kt: int, base_date: int, ea: str
+    dkga: str,
+    vending_key: bytes,
+    pan: str,
+    sgc: str,
+    ti: int,
+    krn: int,
+    kt: int,
+    base_date: int,
+    ea: str,
+    *,
+    pan_checked: bool = False,
 ) -> tuple[str, bytes, int | bytes]:
     """Validate the inputs; return ("02", VK, X) for DKGA02 (DES still to do) or ("04", VK, key)."""
     code = normalise_dkga(dkga)
@@ -135,7 +145,8 @@ def _prepare(
     if type(vending_key) is not bytes and not isinstance(vending_key, bytes | bytearray):
         raise InvalidKey(f"vending key must be bytes, got {type(vending_key).__name__}")
     vending_key = bytes(vending_key)
-    pan = validate_pan(pan)
+    if not pan_checked:
+        pan = validate_pan(pan)
     sgc = check_sgc(sgc)
     ti = check_ti(ti)
     krn = check_krn(krn)
@@ -208,9 +219,14 @@ def derive_decoder_keys(requests: Sequence[DecoderKeyRequest]) -> list[bytes]:
     """
     results: list[bytes | None] = [None] * len(requests)
     pending: dict[bytes, list[tuple[int, int]]] = {}
+    valid_pans: set[str] = set()  # a rollover derives two keys per PAN: validate it once
     for index, req in enumerate(requests):
+        pan = req.pan
+        if pan not in valid_pans:
+            validate_pan(pan)
+            valid_pans.add(pan)
         code, vk, prepared = _prepare(
-            req.dkga, req.vending_key, req.pan, req.sgc, req.ti, req.krn, req.kt, req.base_date, req.ea
+            req.dkga, req.vending_key, pan, req.sgc, req.ti, req.krn, req.kt, req.base_date, req.ea, pan_checked=True
         )
         if code == "04":
             results[index] = prepared  # type: ignore[assignment]
