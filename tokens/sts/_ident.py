@@ -73,7 +73,7 @@ def validate_meter_number(number: str) -> str:
     Spaces and hyphens are ignored.
     """
     digits = _clean(number)
-    if not digits.isascii() or not digits.isdigit():
+    if digits and (not digits.isascii() or not digits.isdigit()):
         raise InvalidMeterNumber(f"meter number must contain only digits, got {number!r}")
     if len(digits) not in (11, 13):
         raise InvalidMeterNumber(f"meter number must have 11 or 13 digits, got {len(digits)}")
