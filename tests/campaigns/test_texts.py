@@ -18,9 +18,7 @@ from campaigns.texts import (
     validate_notice_template,
 )
 
-LONGEST_NAME = "Wanjiku-Kamau Nyambura Achieng Otieno Mwangi Kiprotich Chebet Odhiambo Muthoni Njoroge Wafula Barasa Akinyi Kariuki"[
-    :120
-]
+LONGEST_NAME = ("Wanjiku-Kamau Nyambura Achieng Otieno Mwangi Kiprotich Chebet Odhiambo Muthoni Njoroge " * 2)[:120]
 
 
 @pytest.mark.parametrize("meter", ["0" * 13, "12345678903", "9" * 13])
