@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from audit.services import audit_record
@@ -30,7 +32,7 @@ from partners.services import partner_daily_reserve
 
 from . import errors
 from .custody import VendingKeyError, VendingKeyNotFound, vending_key_get
-from .models import IssuedToken, KeyChangeSet, ReversalRequest, TidCounter, Vend
+from .models import IssuedToken, KeyChangeSet, ReversalRequest, TidCounter, Vend, VendingKey
 from .sts import (
     AmountOutOfRange,
     KeyExpired,
@@ -177,9 +179,33 @@ def vend_plan(meter: Meter, *, now: datetime) -> VendPlan:
     return VendPlan(key=_campaign_key(meter, campaign), campaign=campaign, enrollment=enrollment)
 
 
+# Unwrapped vending keys, kept in this process for a short while: unwrapping costs a query and an
+# AES-GCM setup per token otherwise (research B.7: unwrap once per process or batch). A replaced
+# key is dropped at once in this process (signal) and within VENDING_KEY_TTL in the others.
+VENDING_KEY_TTL = 60.0
+_vending_keys: dict[tuple[str, int], tuple[float, bytes]] = {}
+
+
+def _vending_key(sgc: str, krn: int) -> bytes:
+    cached = _vending_keys.get((sgc, krn))
+    if cached is not None and time.monotonic() - cached[0] < VENDING_KEY_TTL:
+        return cached[1]
+    key = vending_key_get(sgc=sgc, krn=krn)
+    _vending_keys[(sgc, krn)] = (time.monotonic(), key)
+    return key
+
+
+def vending_key_cache_clear(**_kwargs: Any) -> None:
+    _vending_keys.clear()
+
+
+post_save.connect(vending_key_cache_clear, sender=VendingKey, dispatch_uid="tokens.vending_key_cache_clear")
+post_delete.connect(vending_key_cache_clear, sender=VendingKey, dispatch_uid="tokens.vending_key_cache_clear_del")
+
+
 def _decoder_key(meter: Meter, pan: str, key: MeterKey) -> bytes:
     try:
-        vending_key = vending_key_get(sgc=key.sgc, krn=key.krn)
+        vending_key = _vending_key(key.sgc, key.krn)
     except VendingKeyNotFound:
         raise errors.VendingUnavailable(f"Vending is not set up for supply group {key.sgc} key {key.krn}.") from None
     except VendingKeyError:
@@ -384,15 +410,11 @@ def vend_create(
         raise errors.InvalidMeterNumber("The meter number is not valid (11 or 13 digits, Luhn check).") from None
     amount = amount.quantize(Decimal("0.01"))
     fingerprint = _fingerprint(meter_number=meter_number, amount=amount, customer_phone=customer_phone)
-    existing = Vend.objects.filter(partner=partner, reference=reference).first()
-    if existing is not None:
-        return _replay(existing, fingerprint)
-    if amount < partner.min_vend_amount:
-        raise errors.AmountTooLow(f"The smallest vend is KES {partner.min_vend_amount}.")
-    if amount > partner.max_vend_amount:
-        raise errors.AmountTooHigh(f"The largest vend is KES {partner.max_vend_amount}.")
     meter = Meter.objects.filter(meter_number=meter_number).first()
     if meter is None:
+        existing = Vend.objects.filter(partner=partner, reference=reference).first()
+        if existing is not None:
+            return _replay(existing, fingerprint)  # a different meter: DUPLICATE_REFERENCE
         raise errors.UnknownMeter(f"No meter {meter_number} in the register.")
     now = now or timezone.now()
     try:
@@ -410,6 +432,11 @@ def vend_create(
                 customer_phone=customer_phone,
                 response_body="",
             )
+            # Checked after the insert, so a retry of a stored vend replays it even if a limit changed since.
+            if amount < partner.min_vend_amount:
+                raise errors.AmountTooLow(f"The smallest vend is KES {partner.min_vend_amount}.")
+            if amount > partner.max_vend_amount:
+                raise errors.AmountTooHigh(f"The largest vend is KES {partner.max_vend_amount}.")
             return _vend_issue(vend=vend, meter=meter, partner=partner, now=now)
     except IntegrityError:
         existing = Vend.objects.filter(partner=partner, reference=reference).first()

@@ -307,3 +307,9 @@ def test_openapi_schema_and_offline_docs(client):
     from django.contrib.staticfiles import finders
 
     assert finders.find("drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
+
+
+def test_no_vending_key_is_service_unavailable_not_500(vend, in_campaign, meter_factory):
+    response = vend(meter_factory())
+    assert response.status_code == 503 and error(response)["code"] == "VENDING_UNAVAILABLE"
+    assert not Vend.objects.exists()

@@ -1,0 +1,330 @@
+"""Load test of POST /api/v1/vends/ against gunicorn on PostgreSQL (loopback only, bounded time).
+
+    .venv/bin/python bench/vend_load.py                         # 60 s measured, 16 connections
+    .venv/bin/python bench/vend_load.py --duration 10 --meters 500   # quick check while developing
+
+It creates a scratch database (default kplc_vend_bench, dropped at the end), migrates it, seeds
+--meters meters (half enrolled in an open batch of a campaign, so every vend for them carries the
+Reset and Update codes; half already confirmed on the new key, so credit token only), two vending
+keys and a partner, starts gunicorn with production settings (DEBUG off, Redis cache for the
+throttle, Redis broker for the SMS hand-off; no Celery worker, the SMS stay queued), and drives it
+with its own asyncio HTTP/1.1 keep-alive client: --concurrency connections in a closed loop, each
+sending vends with unique references, alternating a codes meter and a plain meter.
+
+Reported: sustained vends/s over the measured window (after --warmup), latency p50/p95/p99/max,
+the share of vends that carried codes, and any non-201 answer. Target on the 2-core dev machine:
+>= 200 vends/s with p99 <= 150 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = ROOT / ".venv" / "bin" / "python"
+GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
+PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/4")
+
+
+# --- seeding (runs in a child process with Django set up) ---------------------------------------------
+
+
+def seed(meters: int) -> None:
+    import django
+
+    django.setup()
+    import datetime as dt
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from campaigns.models import Batch, Campaign, Enrollment
+    from meters.models import Meter
+    from partners.services import partner_api_key_create, partner_create
+    from tokens.custody import vending_key_load
+    from tokens.sts import luhn_check_digit
+
+    sgc = "600675"
+    vending_key_load(sgc=sgc, krn=1, dkga="02", base_date=1993, key=bytes.fromhex("0123456789ABCDEF"), actor_label="b")
+    vending_key_load(sgc=sgc, krn=2, dkga="02", base_date=2014, key=bytes.fromhex("FEDCBA9876543210"), actor_label="b")
+    rows = []
+    for n in range(meters):
+        body = f"57{n:08d}"
+        confirmed = n % 2 == 1
+        rows.append(
+            Meter(
+                meter_number=body + str(luhn_check_digit(body)),
+                sgc=sgc,
+                ti=1,
+                krn=2 if confirmed else 1,
+                kt=2,
+                ea="07",
+                dkga="02",
+                base_date=2014 if confirmed else 1993,
+                key_state="confirmed" if confirmed else "old_key",
+                customer_name=f"Customer {n}",
+                phone=f"+2547{n:08d}",
+                region="Nairobi",
+            )
+        )
+    Meter.objects.bulk_create(rows, batch_size=2000)
+    now = timezone.now()
+    campaign = Campaign.objects.create(
+        name="bench",
+        sgcs=[sgc],
+        from_krn=1,
+        to_krn=2,
+        deadline=dt.date(2030, 1, 1),
+        daily_capacity=10_000_000,
+    )
+    batch = Batch.objects.create(
+        campaign=campaign, number=1, selection_limit=meters, scheduled_at=now, status=Batch.Status.OPEN
+    )
+    codes = list(Meter.objects.filter(key_state="old_key"))
+    Enrollment.objects.bulk_create(
+        [
+            Enrollment(campaign=campaign, meter=m, batch=batch, state="notified", enrolled_at=now, state_changed_at=now)
+            for m in codes
+        ],
+        batch_size=2000,
+    )
+    partner = partner_create(
+        name="Bench Bank", daily_limit=Decimal("1000000000.00"), throttle_rate="1000000/min", actor_label="bench"
+    )
+    _key, raw_key = partner_api_key_create(partner=partner, actor_label="bench")
+    plain = list(Meter.objects.filter(key_state="confirmed").values_list("meter_number", flat=True))
+    print(json.dumps({"key": raw_key, "codes": [m.meter_number for m in codes], "plain": plain}))
+
+
+# --- the HTTP client ------------------------------------------------------------------------------------
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.codes = 0
+        self.errors: dict[str, int] = {}
+        self.measuring = False
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("connection closed")
+    status = int(status_line.split()[1])
+    length, close = 0, False
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        name = name.strip().lower()
+        if name == "content-length":
+            length = int(value)
+        elif name == "connection" and value.strip().lower() == "close":
+            close = True
+    body = await reader.readexactly(length) if length else b""
+    return status, body, close
+
+
+async def _connection(
+    index: int, port: int, key: str, meters: dict[str, list[str]], stats: Stats, stop_at: float
+) -> None:
+    rng = random.Random(index)
+    reader = writer = None
+    n = 0
+    while time.monotonic() < stop_at:
+        if writer is None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        kind = "codes" if (index + n) % 2 == 0 else "plain"
+        n += 1
+        body = json.dumps(
+            {
+                "meter_number": rng.choice(meters[kind]),
+                "amount": f"{rng.randint(50, 3000)}.00",
+                "reference": f"B{index}-{n}-{secrets.token_hex(4)}",
+            }
+        ).encode()
+        request = (
+            b"POST /api/v1/vends/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Api-Key {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        started = time.perf_counter()
+        try:
+            writer.write(request)
+            await writer.drain()
+            status, payload, close = await _read_response(reader)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            writer.close()
+            writer = None
+            if stats.measuring:
+                stats.errors["connection"] = stats.errors.get("connection", 0) + 1
+            continue
+        elapsed = time.perf_counter() - started
+        if stats.measuring:
+            if status == 201:
+                stats.latencies.append(elapsed)
+                stats.codes += b'"key_change":true' in payload
+            else:
+                label = f"HTTP {status} {payload[:80].decode(errors='replace')}"
+                stats.errors[label] = stats.errors.get(label, 0) + 1
+        if close:
+            writer.close()
+            writer = None
+    if writer is not None:
+        writer.close()
+
+
+async def drive(port: int, key: str, meters: dict[str, list[str]], concurrency: int, warmup: float, duration: float):
+    stats = Stats()
+    start = time.monotonic()
+    stop_at = start + warmup + duration
+    tasks = [asyncio.create_task(_connection(i, port, key, meters, stats, stop_at)) for i in range(concurrency)]
+    await asyncio.sleep(warmup)
+    stats.measuring = True
+    measured_from = time.monotonic()
+    await asyncio.gather(*tasks)
+    return stats, time.monotonic() - measured_from
+
+
+# --- orchestration --------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def admin_sql(sql: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(PG_ADMIN_URL)
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute(sql)
+    conn.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=60.0, help="measured seconds (after warm-up)")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, default=16, help="client connections (closed loop)")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=2, help="threads per gunicorn worker (gthread)")
+    parser.add_argument("--meters", type=int, default=2000)
+    parser.add_argument("--db", default="kplc_vend_bench")
+    parser.add_argument("--keep-db", action="store_true")
+    parser.add_argument("_seed", nargs="?", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._seed == "_seed":
+        seed(args.meters)
+        return
+
+    database_url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + args.db
+    env = dict(
+        os.environ,
+        DATABASE_URL=database_url,
+        DJANGO_SETTINGS_MODULE="kplc_sts.settings.production",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        STS_KEK=secrets.token_hex(32),
+        CACHE_URL=REDIS_URL,
+        CELERY_BROKER_URL=REDIS_URL,
+        LOG_LEVEL="WARNING",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        PYTHONPATH=str(ROOT),
+    )
+    admin_sql(f'DROP DATABASE IF EXISTS "{args.db}"')
+    admin_sql(f'CREATE DATABASE "{args.db}"')
+    server = None
+    try:
+        subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+        seeded = subprocess.run(
+            [PYTHON, __file__, "--meters", str(args.meters), "_seed"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        data = json.loads(seeded.stdout.strip().splitlines()[-1])
+        port = free_port()
+        server = subprocess.Popen(
+            [
+                GUNICORN,
+                "kplc_sts.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(args.workers),
+                "--worker-class",
+                "gthread",
+                "--threads",
+                str(args.threads),
+                "--keep-alive",
+                "30",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+        )
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)  # noqa: S310 - loopback
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise SystemExit("gunicorn did not come up")
+        meters = {"codes": data["codes"], "plain": data["plain"]}
+        stats, window = asyncio.run(drive(port, data["key"], meters, args.concurrency, args.warmup, args.duration))
+    finally:
+        if server is not None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+        if not args.keep_db:
+            admin_sql(f'DROP DATABASE IF EXISTS "{args.db}"')
+        subprocess.run(["redis-cli", "-u", REDIS_URL, "flushdb"], capture_output=True)
+
+    done = len(stats.latencies)
+    print(f"vend_load: {args.duration:.0f} s measured after {args.warmup:.0f} s warm-up,", end=" ")
+    print(f"{args.concurrency} connections,")
+    print(f"  gunicorn {args.workers} workers x {args.threads} threads (gthread), {args.meters} meters, PostgreSQL")
+    print(f"  vends: {done} in {window:.1f} s = {done / window:.1f} vends/s")
+    print(f"  with codes: {stats.codes} ({100 * stats.codes / max(done, 1):.1f} %)")
+    if done:
+        ms = [x * 1000 for x in stats.latencies]
+        print(
+            f"  latency ms: p50 {statistics.median(ms):.1f}  p95 {percentile(ms, 0.95):.1f}  "
+            f"p99 {percentile(ms, 0.99):.1f}  max {max(ms):.1f}"
+        )
+    print(f"  errors: {sum(stats.errors.values())} {stats.errors if stats.errors else ''}")
+    met = done and done / window >= 200 and percentile([x * 1000 for x in stats.latencies], 0.99) <= 150
+    print(f"  target >= 200 vends/s with p99 <= 150 ms: {'met' if met else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
