@@ -135,7 +135,7 @@ def load(n_meters: int, n_enrollments: int) -> dict[str, float]:
                     account_number, customer_name, phone, region, status, key_state, created_at, updated_at)
                 SELECT '5' || lpad(i::text, 10, '0'), '600727',
                        CASE WHEN i %% 5 = 0 THEN '600676' ELSE '600675' END, 1, 1, 2, '07', '02', 1993, 255,
-                       'ACC' || i, 'Customer ' || i, '+2547' || lpad((i * 7919 %% 100000000)::text, 8, '0'),
+                       'ACC' || i, 'Customer ' || i, '+2547' || lpad((i::bigint * 7919 %% 100000000)::text, 8, '0'),
                        'Region ' || lpad((i %% {REGIONS})::text, 2, '0'),
                        CASE WHEN i %% 997 = 0 THEN 'retired' ELSE 'active' END, 'old_key', now(), now()
                 FROM generate_series(1, %s) AS i
