@@ -163,7 +163,7 @@ def test_build_tokens_equals_single_token_functions() -> None:
     vk = bytes.fromhex("ABABABABABABABAB")
     requests = [DecoderKeyRequest("02", vk, pan, "123456", 1, krn, 2) for pan in pans for krn in (1, 2)]
     keys = derive_decoder_keys(requests)
-    assert keys == [derive_decoder_key(**r.__dict__) for r in requests]
+    assert keys == [derive_decoder_key(**r._asdict()) for r in requests]
     token_requests: list = []
     for i in range(0, len(keys), 2):
         old, new = keys[i], keys[i + 1]
@@ -174,8 +174,8 @@ def test_build_tokens_equals_single_token_functions() -> None:
     built = build_tokens(token_requests)
     for request, tokens in zip(token_requests, built, strict=True):
         if isinstance(request, KeyChangeRequest):
-            assert tokens == key_change_tokens(**request.__dict__)
+            assert tokens == key_change_tokens(**request._asdict())
         elif isinstance(request, CreditRequest):
-            assert tokens == [credit_token(**request.__dict__)]
+            assert tokens == [credit_token(**request._asdict())]
         else:
-            assert tokens == [management_token(**request.__dict__)]
+            assert tokens == [management_token(**request._asdict())]

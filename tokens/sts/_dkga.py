@@ -9,9 +9,8 @@ import hashlib
 import hmac
 import sys
 from array import array
-from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from Crypto.Cipher import DES
 
@@ -196,12 +195,14 @@ def derive_decoder_key(
     return (des_x ^ x ^ int.from_bytes(vk, "big")).to_bytes(8, "big")
 
 
-@dataclass(frozen=True)
-class DecoderKeyRequest:
-    """The inputs of one :func:`derive_decoder_key` call, for :func:`derive_decoder_keys`."""
+class DecoderKeyRequest(NamedTuple):
+    """The inputs of one :func:`derive_decoder_key` call, for :func:`derive_decoder_keys`.
+
+    A NamedTuple (immutable, cheap to create in bulk). Its repr shows the vending key: never log it.
+    """
 
     dkga: str
-    vending_key: bytes = field(repr=False)
+    vending_key: bytes
     pan: str
     sgc: str
     ti: int
