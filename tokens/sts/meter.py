@@ -22,6 +22,7 @@ import bisect
 import enum
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from ._amount import decode_transfer_amount
 from ._ciphers import EA11, check_key, make_cipher, normalise_ea
@@ -40,6 +41,9 @@ from ._tokens import (
     decode_token,
     parse_token,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["EntryResult", "RejectReason", "VirtualMeter"]
 
@@ -174,7 +178,7 @@ class VirtualMeter:
             False, RejectReason.UNSUPPORTED, decoded, f"{decoded.kind} subclass {decoded.subclass} not handled"
         )
 
-    def _with_tid(self, decoded: DecodedToken, apply: object) -> EntryResult:
+    def _with_tid(self, decoded: DecodedToken, apply: Callable[[DecodedToken], EntryResult]) -> EntryResult:
         tid = decoded.tid
         assert tid is not None
         if tid >> 16 > self.ken:
@@ -187,7 +191,7 @@ class VirtualMeter:
         self._tids.insert(index, tid)
         if len(self._tids) > self.tid_memory_size:
             del self._tids[0]
-        return apply(decoded)  # type: ignore[operator]
+        return apply(decoded)
 
     def _credit(self, decoded: DecodedToken) -> EntryResult:
         assert decoded.units is not None
