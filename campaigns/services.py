@@ -389,14 +389,15 @@ def batch_notices_create(*, batch: Batch, now: dt.datetime | None = None) -> int
             cursor.execute(
                 f"INSERT INTO {message_table} "  # noqa: S608 - table names from models, values bound
                 "(recipient, body, purpose, status, attempts, last_error, failure_reason, currency, "
-                "meter_id, batch_id, created_at) "
-                f"SELECT m.phone, {body_sql}, %s, %s, 0, '', '', '', m.id, e.batch_id, %s "
+                "sent_counted, meter_id, batch_id, created_at) "
+                f"SELECT m.phone, {body_sql}, %s, %s, 0, '', '', '', %s, m.id, e.batch_id, %s "
                 f"FROM {Enrollment._meta.db_table} e JOIN {Meter._meta.db_table} m ON m.id = e.meter_id "
                 "WHERE e.batch_id = %s AND e.state = %s AND m.phone <> '' ORDER BY e.id",
                 [
                     *body_params,
                     Message.Purpose.NOTICE,
                     Message.Status.QUEUED,
+                    False,
                     _sql_params(now),
                     batch.pk,
                     State.SCHEDULED,

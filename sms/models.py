@@ -46,6 +46,9 @@ class Message(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True, help_text="When the final report arrived")
+    # Counters and enrollment states are updated for a few sent messages at a time; a worker lost
+    # in between leaves this False and the sweep counts them.
+    sent_counted = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -53,6 +56,11 @@ class Message(models.Model):
             # Claiming and the sweep only ever look at these few rows among millions.
             models.Index(fields=["id"], condition=models.Q(status="queued"), name="sms_message_queued_idx"),
             models.Index(fields=["claimed_at"], condition=models.Q(status="sending"), name="sms_message_sending_idx"),
+            models.Index(
+                fields=["id"],
+                condition=models.Q(sent_counted=False, sent_at__isnull=False),
+                name="sms_message_uncounted_idx",
+            ),
             models.Index(fields=["batch", "status"], name="sms_message_batch_status_idx"),
             models.Index(fields=["meter", "-created_at"], name="sms_message_meter_idx"),
             models.Index(fields=["recipient", "-created_at"], name="sms_message_recipient_idx"),

@@ -116,51 +116,102 @@ def message_dispatch_batch(*, batch_id: int, chunk: int | None = None) -> int:
 # --- sending ---------------------------------------------------------------------------------
 
 
-def message_claim(message_id: int, *, now: dt.datetime | None = None) -> Message | None:
-    """Compare-and-set queued -> sending. None if another worker has it, it is not due yet, or
-    it is a notice of a paused or cancelled batch."""
+def messages_claim(message_ids: Sequence[int], *, now: dt.datetime | None = None) -> list[Message]:
+    """Compare-and-set queued -> sending. Skips messages another worker has, that are not due yet,
+    or that are notices of a paused or cancelled batch."""
     from campaigns.models import Batch
 
+    if not message_ids:
+        return []
     now = now or timezone.now()
     table, batch_table = Message._meta.db_table, Batch._meta.db_table
     statuses = ", ".join(["%s"] * len(SENDABLE_BATCH_STATUSES))
+    id_list = ", ".join(["%s"] * len(message_ids))
     adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET status = %s, claimed_at = %s, attempts = attempts + 1 "  # noqa: S608
-            "WHERE id = %s AND status = %s AND (next_attempt_at IS NULL OR next_attempt_at <= %s) "
+            f"WHERE id IN ({id_list}) AND status = %s AND (next_attempt_at IS NULL OR next_attempt_at <= %s) "
             f"AND (purpose <> %s OR batch_id IS NULL OR EXISTS (SELECT 1 FROM {batch_table} b "
             f"WHERE b.id = {table}.batch_id AND b.status IN ({statuses}))) "
             "RETURNING id, recipient, body, purpose, attempts, batch_id, meter_id",
             [
                 Status.SENDING,
                 adapt(now),
-                message_id,
+                *message_ids,
                 Status.QUEUED,
                 adapt(now),
                 Purpose.NOTICE,
                 *SENDABLE_BATCH_STATUSES,
             ],
         )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    pk, recipient, body, purpose, attempts, batch_id, meter_id = row
-    return Message(
-        pk=pk,
-        recipient=recipient,
-        body=body,
-        purpose=purpose,
-        attempts=attempts,
-        batch_id=batch_id,
-        meter_id=meter_id,
-        status=Status.SENDING,
-    )
+        rows = sorted(cursor.fetchall())
+    return [
+        Message(
+            pk=pk,
+            recipient=recipient,
+            body=body,
+            purpose=purpose,
+            attempts=attempts,
+            batch_id=batch_id,
+            meter_id=meter_id,
+            status=Status.SENDING,
+        )
+        for pk, recipient, body, purpose, attempts, batch_id, meter_id in rows
+    ]
+
+
+def message_claim(message_id: int, *, now: dt.datetime | None = None) -> Message | None:
+    claimed = messages_claim([message_id], now=now)
+    return claimed[0] if claimed else None
+
+
+def messages_count_sent(*, ids: Sequence[int]) -> int:
+    """Bump counters and notify enrollments for sent messages not counted yet (set-based, once)."""
+    if not ids:
+        return 0
+    from campaigns.services import notices_sent
+
+    with transaction.atomic():
+        rows = list(
+            Message.objects.select_for_update()
+            .filter(pk__in=ids, sent_counted=False, sent_at__isnull=False)
+            .values_list("pk", "batch_id", "meter_id", "purpose", "sent_at")
+        )
+        if not rows:
+            return 0
+        notices: dict[int, list[int]] = {}
+        others: dict[int, int] = {}
+        for _, batch_id, meter_id, purpose, _ in rows:
+            if batch_id is None:
+                continue
+            if purpose == Purpose.NOTICE:
+                notices.setdefault(batch_id, []).append(meter_id)
+            else:
+                others[batch_id] = others.get(batch_id, 0) + 1
+        at = max(row[4] for row in rows)
+        for batch_id, meter_ids in sorted(notices.items()):
+            notices_sent(batch_id=batch_id, meter_ids=meter_ids, at=at)
+        for batch_id, count in sorted(others.items()):
+            _batch_counters(batch_id, sent=count)
+        Message.objects.filter(pk__in=[row[0] for row in rows]).update(sent_counted=True)
+    return len(rows)
 
 
 def _backoff_seconds(attempts: int) -> float:
     base = settings.SMS_RETRY_BASE_SECONDS * (2 ** max(attempts - 1, 0))
     return min(base, settings.SMS_RETRY_MAX_SECONDS) * random.uniform(0.8, 1.0)  # jitter: no herd
+
+
+def _mark_sent(message: Message, result: SendResult, now: dt.datetime) -> int:
+    return Message.objects.filter(pk=message.pk, status__in=[Status.SENDING, Status.QUEUED]).update(
+        status=Status.SENT,
+        provider_message_id=result.provider_message_id,
+        cost=result.cost,
+        currency=result.currency,
+        sent_at=now,
+        last_error="",
+    )
 
 
 def message_record_result(*, message: Message, result: SendResult, now: dt.datetime | None = None) -> str:
@@ -169,21 +220,9 @@ def message_record_result(*, message: Message, result: SendResult, now: dt.datet
     live = Message.objects.filter(pk=message.pk, status__in=[Status.SENDING, Status.QUEUED])
     if result.outcome == "sent":
         with transaction.atomic():
-            updated = live.update(
-                status=Status.SENT,
-                provider_message_id=result.provider_message_id,
-                cost=result.cost,
-                currency=result.currency,
-                sent_at=now,
-                last_error="",
-            )
-            if updated and message.batch_id is not None:
-                if message.purpose == Purpose.NOTICE:
-                    from campaigns.services import notices_sent
-
-                    notices_sent(batch_id=message.batch_id, meter_ids=[message.meter_id], at=now)
-                else:
-                    _batch_counters(message.batch_id, sent=1)
+            updated = _mark_sent(message, result, now)
+            if updated:
+                messages_count_sent(ids=[message.pk])
         if (
             updated
             and DeliveryReport.objects.filter(
@@ -213,34 +252,58 @@ def message_record_result(*, message: Message, result: SendResult, now: dt.datet
 
 def message_send(message_id: int) -> str | None:
     """Claim one message, send it through the configured backend, store the outcome."""
-    if not acquire():
-        return None  # the rate window stayed full: leave it queued for the sweep
     message = message_claim(message_id)
     if message is None:
         return None
+    return message_record_result(message=message, result=_send_claimed(message))
+
+
+def _send_claimed(message: Message) -> SendResult:
+    if not acquire():
+        return SendResult.retry("the send-rate window stayed full", "RateLimited")
     try:
-        result = get_backend().send(recipient=message.recipient, body=message.body, purpose=message.purpose)
+        return get_backend().send(recipient=message.recipient, body=message.body, purpose=message.purpose)
     except Exception as exc:  # noqa: BLE001 - a backend bug must not leave the row in 'sending'
         logger.exception("SMS backend failed on message %s", message.pk)
-        result = SendResult.retry(f"{exc.__class__.__name__}: {exc}", "BackendError")
-    return message_record_result(message=message, result=result)
+        return SendResult.retry(f"{exc.__class__.__name__}: {exc}", "BackendError")
 
 
 def messages_send(*, ids: Sequence[int], queue: str, time_budget: float | None = None) -> int:
-    """Send the given messages one by one (one claim each, so a killed worker strands at most one).
+    """Send the given messages: claim a few at a time, store each gateway answer as soon as it
+    arrives (so a killed worker can have at most the one in-flight message sent twice), and count
+    them set-based per handful.
 
     Stops after `time_budget` seconds and hands the rest back to the queue, so one task never
     outlives Celery's time limit however slow the gateway is.
     """
     budget = settings.SMS_TASK_TIME_BUDGET if time_budget is None else time_budget
+    step = max(settings.SMS_CLAIM_CHUNK, 1)
     started = time.monotonic()
     sent = 0
-    for index, message_id in enumerate(ids):
+    for index in range(0, len(ids), step):
         if time.monotonic() - started > budget:
             message_dispatch(list(ids[index:]), queue=queue)
             break
-        if message_send(message_id) == Status.SENT:
-            sent += 1
+        to_count = []
+        for message in messages_claim(list(ids[index : index + step])):
+            result = _send_claimed(message)
+            now = timezone.now()
+            if result.outcome == "sent":
+                if _mark_sent(message, result, now):
+                    to_count.append(message.pk)
+                    sent += 1
+            else:
+                message_record_result(message=message, result=result, now=now)
+        if to_count:
+            messages_count_sent(ids=to_count)
+            provider_ids = list(
+                DeliveryReport.objects.filter(
+                    applied_at__isnull=True,
+                    provider_message_id__in=Message.objects.filter(pk__in=to_count).values("provider_message_id"),
+                ).values_list("provider_message_id", flat=True)
+            )
+            for provider_id in provider_ids:
+                delivery_reports_apply_pending(provider_message_id=provider_id)
     return sent
 
 
@@ -343,6 +406,13 @@ def messages_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
     )
     if requeued:
         logger.warning("sweep: %d SMS were stuck in 'sending' and are queued again", requeued)
+    uncounted = list(
+        Message.objects.filter(sent_counted=False, sent_at__isnull=False)
+        .order_by("pk")
+        .values_list("pk", flat=True)[: settings.SMS_SWEEP_LIMIT]
+    )
+    for start in range(0, len(uncounted), 1000):
+        messages_count_sent(ids=uncounted[start : start + 1000])
     reports = delivery_reports_apply_pending()
     due = (
         Message.objects.filter(status=Status.QUEUED, created_at__lt=now - dt.timedelta(seconds=2))

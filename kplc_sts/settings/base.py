@@ -175,6 +175,7 @@ SMS_RETRY_MAX_SECONDS = float(os.environ.get("SMS_RETRY_MAX_SECONDS", "900"))  #
 SMS_SENDING_STALE_SECONDS = float(os.environ.get("SMS_SENDING_STALE_SECONDS", "120"))
 SMS_TASK_TIME_BUDGET = float(os.environ.get("SMS_TASK_TIME_BUDGET", "60"))  # below CELERY_TASK_SOFT_TIME_LIMIT
 SMS_DISPATCH_CHUNK = int(os.environ.get("SMS_DISPATCH_CHUNK", "100"))
+SMS_CLAIM_CHUNK = int(os.environ.get("SMS_CLAIM_CHUNK", "20"))  # claimed together; counted together
 SMS_SWEEP_LIMIT = int(os.environ.get("SMS_SWEEP_LIMIT", "50000"))
 SMS_CODES_QUEUE = "sms_codes"
 SMS_NOTICE_QUEUE = "sms_notices"
