@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from meters.phones import InvalidPhoneNumber, normalize_kenyan_phone
@@ -24,6 +26,7 @@ def clean_meter_number(value: Any) -> str:
         ) from None
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class MeterNumberField(serializers.Field):
     def to_internal_value(self, data: Any) -> str:
         return clean_meter_number(data)
