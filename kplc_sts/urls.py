@@ -15,4 +15,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("sms/", include("sms.urls")),
     path("ussd/", ussd_callback, name="ussd"),
+    path("dashboard/", include("dashboard.urls")),
 ]

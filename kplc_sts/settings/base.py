@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "sms",
     "partners",
     "care",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
