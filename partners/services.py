@@ -6,11 +6,11 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+import time
 from datetime import date
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from audit.services import audit_record
@@ -91,8 +91,23 @@ def partner_api_key_revoke(*, api_key: PartnerApiKey, actor: object = None, acto
                 partner=api_key.partner_id,
                 prefix=api_key.prefix,
             )
+    partner_api_key_cache_clear()
+    transaction.on_commit(partner_api_key_cache_clear)  # in case a request cached it before the commit
     api_key.refresh_from_db(fields=["revoked_at"])
     return bool(revoked)
+
+
+# Authenticated keys are remembered in each process for a few seconds: the lookup would otherwise
+# be a query on every partner request. A revocation, suspension or limit change made in this process
+# clears it at once (revoke below, post_save signals in apps.py); other processes see it within
+# API_KEY_CACHE_SECONDS. Only successes are kept (an unknown key costs a query, and cannot fill memory).
+API_KEY_CACHE_SECONDS = 5.0
+_API_KEY_CACHE_MAX = 1000
+_api_keys: dict[str, tuple[float, PartnerApiKey]] = {}
+
+
+def partner_api_key_cache_clear(**_kwargs: object) -> None:
+    _api_keys.clear()
 
 
 def partner_api_key_authenticate(*, raw_key: str) -> PartnerApiKey | None:
@@ -101,11 +116,19 @@ def partner_api_key_authenticate(*, raw_key: str) -> PartnerApiKey | None:
     prefix, dot, _secret = rest.partition(".")
     if scheme != KEY_SCHEME or not dot or len(prefix) != _PREFIX_BYTES * 2:
         return None
+    digest = _digest(raw_key)
+    cached = _api_keys.get(digest)
+    if cached is not None and time.monotonic() < cached[0]:
+        return cached[1]
     api_key = PartnerApiKey.objects.select_related("partner").filter(prefix=prefix).first()
-    if api_key is None or not hmac.compare_digest(api_key.key_hash, _digest(raw_key)):
+    if api_key is None or not hmac.compare_digest(api_key.key_hash, digest):
         return None
     if api_key.revoked_at is not None:
+        _api_keys.pop(digest, None)
         return None
+    if len(_api_keys) >= _API_KEY_CACHE_MAX:
+        _api_keys.clear()
+    _api_keys[digest] = (time.monotonic() + API_KEY_CACHE_SECONDS, api_key)
     return api_key
 
 
@@ -126,25 +149,35 @@ def partner_ip_allowed(*, partner: Partner, ip: str) -> bool:
     return False
 
 
+_RESERVE_SQL = (
+    f"UPDATE {PartnerDailyTotal._meta.db_table} SET amount = amount + %s, vend_count = vend_count + 1 "  # noqa: S608
+    "WHERE partner_id = %s AND day = %s AND amount <= %s"
+)
+
+
 def partner_daily_reserve(*, partner: Partner, amount: Decimal, day: date) -> bool:
     """Add `amount` to the partner's total for `day` if it stays within the daily limit.
 
     Must run inside the vend's transaction: the conditional UPDATE locks the day's row until
     commit, so concurrent vends cannot both squeeze under the limit, and a vend that fails later
-    rolls its reservation back. Callers do this last to keep that lock short.
+    rolls its reservation back. Callers do this last to keep that lock short. (Plain SQL: it runs
+    for every vend.)
     """
     if partner.daily_limit is None:
         return True
     headroom = partner.daily_limit - amount
     if headroom < 0:
         return False
-    rows = PartnerDailyTotal.objects.filter(partner=partner, day=day, amount__lte=headroom)
-    if rows.update(amount=F("amount") + amount, vend_count=F("vend_count") + 1):
-        return True
-    if PartnerDailyTotal.objects.filter(partner=partner, day=day).exists():
-        return False
-    PartnerDailyTotal.objects.bulk_create([PartnerDailyTotal(partner=partner, day=day)], ignore_conflicts=True)
-    return bool(rows.update(amount=F("amount") + amount, vend_count=F("vend_count") + 1))
+    params = [amount, partner.pk, day, headroom]
+    with connection.cursor() as cursor:
+        cursor.execute(_RESERVE_SQL, params)
+        if cursor.rowcount:
+            return True
+        if PartnerDailyTotal.objects.filter(partner=partner, day=day).exists():
+            return False
+        PartnerDailyTotal.objects.bulk_create([PartnerDailyTotal(partner=partner, day=day)], ignore_conflicts=True)
+        cursor.execute(_RESERVE_SQL, params)
+        return bool(cursor.rowcount)
 
 
 def partner_daily_total(*, partner: Partner, day: date) -> Decimal:

@@ -21,7 +21,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, transaction
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
@@ -95,20 +95,31 @@ def _key_usable(key: MeterKey, now: datetime) -> bool:
     return (tid >> 16) <= key.ken
 
 
-def meter_current_key(meter: Meter) -> MeterKey:
-    """The key the register says the meter holds.
+# Sentinel for "not preloaded: query it": the vend's fast path loads the meter, its open enrollment and
+# its latest key change set in one statement (see _meter_for_vend) and passes them down.
+_QUERY: Any = object()
+
+
+def _latest_key_change_set(meter: Meter) -> KeyChangeSet | None:
+    """The newest key change set from the meter's register key (what moved it, or is moving it, off that key)."""
+    return (
+        KeyChangeSet.objects.filter(meter=meter, from_sgc=meter.sgc, from_krn=meter.krn)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def meter_current_key(meter: Meter, *, latest_set: Any = _QUERY) -> MeterKey:
+    """The key the meter holds.
 
     A meter confirmed on a campaign's new key whose register row still shows the old key (the
-    campaign service may leave the register as loaded) holds the key its last key change set
-    moved it to.
+    campaign service leaves the register as loaded) holds the key its last key change set moved
+    it to. A register row that already shows the new key has no key change set from that key,
+    so it is taken as it is.
     """
     key = MeterKey(sgc=meter.sgc, krn=meter.krn, base_date=meter.base_date, ken=meter.ken)
     if meter.key_state == Meter.KeyState.CONFIRMED:
-        moved = (
-            KeyChangeSet.objects.filter(meter=meter, from_sgc=meter.sgc, from_krn=meter.krn)
-            .order_by("-created_at", "-id")
-            .first()
-        )
+        moved = _latest_key_change_set(meter) if latest_set is _QUERY else latest_set
         if moved is not None:
             key = MeterKey(sgc=moved.to_sgc, krn=moved.to_krn, base_date=moved.to_base_date, ken=moved.to_ken)
     return key
@@ -118,15 +129,18 @@ def _campaign_key(meter: Meter, campaign: Any) -> MeterKey:
     return MeterKey(sgc=meter.sgc, krn=campaign.to_krn, base_date=campaign.new_base_date, ken=campaign.new_ken)
 
 
-def _open_enrollment(meter: Meter) -> Any:
-    """The meter's enrollment in an open batch that is not yet confirmed, via the campaign service."""
-    from campaigns.services import enrollment_for_meter
+# Enrollment states in which a vend still carries the codes. A "failed" enrollment (the customer
+# reported the codes rejected) still gets the same codes again.
+CODES_DUE_STATES = ("scheduled", "notified", "codes_issued", "failed")
 
-    enrollment = enrollment_for_meter(meter)
-    if enrollment is None:
-        return None
-    # A "failed" enrollment (the customer reported the codes rejected) still gets the same codes again.
-    if enrollment.state not in ("scheduled", "notified", "codes_issued", "failed"):
+
+def _open_enrollment(meter: Meter, enrollment: Any = _QUERY) -> Any:
+    """The meter's enrollment in an open batch that is not yet confirmed, via the campaign service."""
+    if enrollment is _QUERY:
+        from campaigns.services import enrollment_for_meter
+
+        enrollment = enrollment_for_meter(meter)
+    if enrollment is None or enrollment.state not in CODES_DUE_STATES:
         return None
     return enrollment
 
@@ -142,11 +156,15 @@ def _campaign_covering(meter: Meter) -> Any:
     return None
 
 
-def vend_plan(meter: Meter, *, now: datetime) -> VendPlan:
-    """Decide what a vend for `meter` carries at `now`, or raise the VendError a partner should see."""
+def vend_plan(meter: Meter, *, now: datetime, enrollment: Any = _QUERY, latest_set: Any = _QUERY) -> VendPlan:
+    """Decide what a vend for `meter` carries at `now`, or raise the VendError a partner should see.
+
+    `enrollment` (campaigns.services.enrollment_for_meter's answer) and `latest_set` (the newest key
+    change set from the register key) may be passed in when already loaded.
+    """
     if meter.status in BLOCKED_STATUSES:
         raise errors.MeterBlocked(f"Meter {meter.meter_number} is {meter.get_status_display().lower()}.")
-    current = meter_current_key(meter)
+    current = meter_current_key(meter, latest_set=latest_set)
     if meter.key_state == Meter.KeyState.CONFIRMED:
         if not _key_usable(current, now):
             raise errors.KeyChangeRequired(
@@ -160,11 +178,11 @@ def vend_plan(meter: Meter, *, now: datetime) -> VendPlan:
             f"Meter {meter.meter_number} cannot take the update codes and is waiting for a field visit."
         )
 
-    enrollment = _open_enrollment(meter)
+    enrollment = _open_enrollment(meter, enrollment)
     campaign = enrollment.campaign if enrollment is not None else None
     if campaign is None and meter.key_state == Meter.KeyState.CODES_ISSUED:
         # Codes already went out (e.g. after the rollover, outside any batch): keep sending the same ones.
-        issued = KeyChangeSet.objects.filter(meter=meter, from_sgc=meter.sgc, from_krn=meter.krn).first()
+        issued = _latest_key_change_set(meter) if latest_set is _QUERY else latest_set
         campaign = issued.campaign if issued is not None else None
     if campaign is None and not _key_usable(current, now):
         # Past the rollover the old key cannot carry a credit token: only the codes can save this sale.
@@ -224,24 +242,42 @@ def _decoder_key(meter: Meter, pan: str, key: MeterKey) -> bytes:
     )
 
 
+_COUNTER_TABLE = TidCounter._meta.db_table
+_LOCK_COUNTER_SQL = (
+    f"SELECT id, last_tid FROM {_COUNTER_TABLE} WHERE meter_id = %s AND sgc = %s AND krn = %s FOR UPDATE"  # noqa: S608 - our table
+)
+
+
 def _lock_counter(meter: Meter, key: MeterKey) -> TidCounter:
     """Lock (creating if needed) the meter's TID counter for `key`: every token to this meter and key
-    and every key change set to it is made while holding this row lock."""
-    locked = TidCounter.objects.select_for_update().filter(meter=meter, sgc=key.sgc, krn=key.krn)
+    and every key change set to it is made while holding this row lock.
+
+    Returns an instance carrying only id and last_tid (a row lock, not a record to save)."""
+    params = [meter.pk, key.sgc, key.krn]
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_COUNTER_SQL, params)
+        row = cursor.fetchone()
+        if row is None:
+            cursor.execute(
+                f"INSERT INTO {_COUNTER_TABLE} (meter_id, sgc, krn, base_date, last_tid, updated_at) "  # noqa: S608
+                "VALUES (%s, %s, %s, %s, NULL, %s) ON CONFLICT (meter_id, sgc, krn) DO NOTHING",
+                [*params, key.base_date, connection.ops.adapt_datetimefield_value(timezone.now())],
+            )
+            cursor.execute(_LOCK_COUNTER_SQL, params)
+            row = cursor.fetchone()
+    return TidCounter(pk=row[0], meter_id=meter.pk, sgc=key.sgc, krn=key.krn, last_tid=row[1])
+
+
+def _next_tid(counter: TidCounter, key: MeterKey, now: datetime) -> int:
+    """The next TID for the locked `counter` (not yet written back)."""
     try:
-        return locked.get()
-    except TidCounter.DoesNotExist:
-        TidCounter.objects.bulk_create(
-            [TidCounter(meter=meter, sgc=key.sgc, krn=key.krn, base_date=key.base_date)], ignore_conflicts=True
-        )
-        return locked.get()
+        return next_tid(counter.last_tid, _wall_clock(now), key.base_date, key.ken)
+    except (TidOutOfRange, KeyExpired):
+        raise errors.KeyChangeRequired("The meter's key can no longer carry tokens.") from None
 
 
 def _allocate_tid(counter: TidCounter, key: MeterKey, now: datetime) -> int:
-    try:
-        tid = next_tid(counter.last_tid, _wall_clock(now), key.base_date, key.ken)
-    except (TidOutOfRange, KeyExpired):
-        raise errors.KeyChangeRequired("The meter's key can no longer carry tokens.") from None
+    tid = _next_tid(counter, key, now)
     TidCounter.objects.filter(pk=counter.pk).update(last_tid=tid, updated_at=timezone.now())
     counter.last_tid = tid
     return tid
@@ -389,6 +425,171 @@ def _replay(existing: Vend, fingerprint: str) -> VendOutcome:
     return VendOutcome(status=existing.response_status, body=existing.response_body, replayed=True, vend=existing)
 
 
+def _stored_vend(partner: Partner, reference: str) -> Vend | None:
+    return Vend.objects.filter(partner=partner, reference=reference).first()
+
+
+# --- The vend's statements ---------------------------------------------------------------------------
+# The vend is the hot path (hundreds per second): its statements are written out once here rather
+# than compiled by the ORM per request. Column lists come from the models, so a new field is picked up.
+
+
+def _attnames(model: Any) -> list[str]:
+    return [field.attname for field in model._meta.concrete_fields]
+
+
+def _select_list(alias: str, names: list[str]) -> str:
+    return ", ".join(f'{alias}."{name}"' for name in names)
+
+
+class _VendSql:
+    """SQL text built on first use (after the app registry is ready)."""
+
+    _built = False
+
+    @classmethod
+    def build(cls) -> None:
+        from campaigns.models import Batch, Campaign, Enrollment
+
+        cls.meter_fields = _attnames(Meter)
+        cls.enrollment_fields = _attnames(Enrollment)
+        cls.campaign_fields = _attnames(Campaign)
+        cls.set_fields = _attnames(KeyChangeSet)
+        # The open enrollment is campaigns.services.enrollment_for_meter's query, written out (a test
+        # checks both pick the same enrollment in every batch and campaign state).
+        cls.meter = (
+            f"SELECT {_select_list('m', cls.meter_fields)}, {_select_list('e', cls.enrollment_fields)}, "  # noqa: S608
+            f"{_select_list('c', cls.campaign_fields)}, {_select_list('k', cls.set_fields)} "
+            f"FROM {Meter._meta.db_table} m "
+            f"LEFT JOIN LATERAL (SELECT e.* FROM {Enrollment._meta.db_table} e "
+            f"JOIN {Campaign._meta.db_table} ec ON ec.id = e.campaign_id "
+            f"JOIN {Batch._meta.db_table} eb ON eb.id = e.batch_id "
+            "WHERE e.meter_id = m.id AND ec.status = %s AND eb.scheduled_at <= %s AND eb.status <> %s "
+            "AND NOT (eb.status = %s AND e.state = %s) "
+            "ORDER BY e.enrolled_at DESC, e.id DESC LIMIT 1) e ON true "
+            f"LEFT JOIN {Campaign._meta.db_table} c ON c.id = e.campaign_id "
+            f"LEFT JOIN LATERAL (SELECT * FROM {KeyChangeSet._meta.db_table} k "
+            "WHERE k.meter_id = m.id AND k.from_sgc = m.sgc AND k.from_krn = m.krn "
+            "ORDER BY k.created_at DESC, k.id DESC LIMIT 1) k ON true "
+            "WHERE m.meter_number = %s"
+        )
+        cls.meter_params = [
+            Campaign.Status.ACTIVE,
+            Batch.Status.DRAFT,
+            Batch.Status.CANCELLED,
+            Enrollment.State.SCHEDULED,
+        ]
+        # The vend, its counter's new TID and its credit token in one round trip. The token is
+        # inserted only if the vend was (a duplicate reference inserts nothing and is replayed).
+        vend_columns = [
+            "public_id",
+            "partner_id",
+            "reference",
+            "fingerprint",
+            "meter_id",
+            "amount",
+            "units",
+            "customer_phone",
+            "key_change_set_id",
+            "response_status",
+            "response_body",
+            "created_at",
+        ]
+        token_columns = [
+            "meter_id",
+            "kind",
+            "token_class",
+            "subclass",
+            "sgc",
+            "krn",
+            "base_date",
+            "tid",
+            "units",
+            "value",
+            "digits",
+            "issued_at",
+            "issued_by",
+        ]
+        holders = ", ".join(["%s"] * len(vend_columns))
+        token_holders = ", ".join(["%s"] * len(token_columns))
+        cls.issue = (
+            f"WITH v AS (INSERT INTO {Vend._meta.db_table} ({', '.join(vend_columns)}) VALUES ({holders}) "  # noqa: S608
+            "ON CONFLICT (partner_id, reference) DO NOTHING RETURNING id), "
+            f"c AS (UPDATE {_COUNTER_TABLE} SET last_tid = %s, updated_at = %s "
+            "WHERE id = %s AND EXISTS (SELECT 1 FROM v)), "
+            f"t AS (INSERT INTO {IssuedToken._meta.db_table} ({', '.join(token_columns)}, vend_id) "
+            f"SELECT {token_holders}, v.id FROM v RETURNING id) "
+            "SELECT (SELECT id FROM v), (SELECT id FROM t)"
+        )
+        cls._built = True
+
+
+def _from_row(model: Any, names: list[str], row: tuple, start: int) -> Any:
+    """A model instance from a slice of a raw row, with the fields' database converters applied
+    (JSONField text -> Python) as the ORM's compiler would."""
+    values = list(row[start : start + len(names)])
+    for index, field in _converters(model):
+        if values[index] is not None:
+            values[index] = field.from_db_value(values[index], None, connection)
+    return model.from_db(DEFAULT_DB_ALIAS, names, values)
+
+
+_converter_cache: dict[Any, list[tuple[int, Any]]] = {}
+
+
+def _converters(model: Any) -> list[tuple[int, Any]]:
+    found = _converter_cache.get(model)
+    if found is None:
+        found = [
+            (index, field) for index, field in enumerate(model._meta.concrete_fields) if hasattr(field, "from_db_value")
+        ]
+        _converter_cache[model] = found
+    return found
+
+
+def _meter_for_vend(meter_number: str) -> tuple[Meter, Any, KeyChangeSet | None] | None:
+    """The meter, its enrollment (enrollment_for_meter's answer, with .campaign loaded) and its newest
+    key change set from the register key, in one statement; None if there is no such meter."""
+    if not _VendSql._built:
+        _VendSql.build()
+    from campaigns.models import Campaign, Enrollment
+
+    sql = _VendSql
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    params = [sql.meter_params[0], now, sql.meter_params[1], sql.meter_params[2], sql.meter_params[3], meter_number]
+    with connection.cursor() as cursor:
+        cursor.execute(sql.meter, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    at = 0
+    meter = _from_row(Meter, sql.meter_fields, row, at)
+    at += len(sql.meter_fields)
+    enrollment = None
+    if row[at] is not None:
+        enrollment = _from_row(Enrollment, sql.enrollment_fields, row, at)
+        campaign = _from_row(Campaign, sql.campaign_fields, row, at + len(sql.enrollment_fields))
+        enrollment.campaign = campaign
+        enrollment.meter = meter
+    at += len(sql.enrollment_fields) + len(sql.campaign_fields)
+    latest_set = _from_row(KeyChangeSet, sql.set_fields, row, at) if row[at] is not None else None
+    return meter, enrollment, latest_set
+
+
+class _DuplicateInsert(Exception):
+    """The (partner, reference) vend already exists: roll back and replay it."""
+
+
+def _record_vend_minute(with_codes: bool) -> None:
+    """Count the vend for the dashboard; runs after commit and never fails the vend."""
+    try:
+        from dashboard.services import vend_minute_record
+
+        vend_minute_record(with_codes=with_codes)
+    except Exception:  # noqa: BLE001 - a statistics counter must never break a sale
+        logger.warning("could not count a vend for the dashboard", exc_info=True)
+
+
 def vend_create(
     *,
     partner: Partner,
@@ -402,7 +603,12 @@ def vend_create(
 
     The same partner and reference with the same request returns the first response byte for
     byte; with a different request it is DUPLICATE_REFERENCE. Refusals (limits, unknown meter)
-    are not stored, so a corrected retry may reuse the reference.
+    are not stored, so a corrected retry may reuse the reference; a refusal for a reference that
+    was already sold replays the sale instead (limits may have changed since).
+
+    Exactly one vend per (partner, reference), by the unique constraint: the vend row is inserted
+    with ON CONFLICT DO NOTHING in the transaction's main statement, so a concurrent duplicate waits
+    for the first to commit, inserts nothing, rolls back whatever it prepared and replays it.
     """
     try:
         meter_number = validate_meter_number(meter_number)
@@ -410,45 +616,62 @@ def vend_create(
         raise errors.InvalidMeterNumber("The meter number is not valid (11 or 13 digits, Luhn check).") from None
     amount = amount.quantize(Decimal("0.01"))
     fingerprint = _fingerprint(meter_number=meter_number, amount=amount, customer_phone=customer_phone)
-    meter = Meter.objects.filter(meter_number=meter_number).first()
-    if meter is None:
-        existing = Vend.objects.filter(partner=partner, reference=reference).first()
+    loaded = _meter_for_vend(meter_number)
+    if loaded is None:
+        existing = _stored_vend(partner, reference)
         if existing is not None:
             return _replay(existing, fingerprint)  # a different meter: DUPLICATE_REFERENCE
         raise errors.UnknownMeter(f"No meter {meter_number} in the register.")
+    meter, enrollment, latest_set = loaded
     now = now or timezone.now()
     try:
         with transaction.atomic():
-            # Inserted first: a concurrent duplicate blocks on the unique index until this commits,
-            # then fails and replays it. Exactly one vend per (partner, reference), by constraint.
-            vend = Vend.objects.create(
-                public_id=uuid.uuid4(),
-                partner=partner,
-                reference=reference,
-                fingerprint=fingerprint,
-                meter=meter,
-                amount=amount,
-                units=Decimal(0),
-                customer_phone=customer_phone,
-                response_body="",
-            )
-            # Checked after the insert, so a retry of a stored vend replays it even if a limit changed since.
             if amount < partner.min_vend_amount:
                 raise errors.AmountTooLow(f"The smallest vend is KES {partner.min_vend_amount}.")
             if amount > partner.max_vend_amount:
                 raise errors.AmountTooHigh(f"The largest vend is KES {partner.max_vend_amount}.")
-            return _vend_issue(vend=vend, meter=meter, partner=partner, now=now)
-    except IntegrityError:
-        existing = Vend.objects.filter(partner=partner, reference=reference).first()
+            outcome = _vend_issue(
+                partner=partner,
+                meter=meter,
+                enrollment=enrollment,
+                latest_set=latest_set,
+                amount=amount,
+                reference=reference,
+                fingerprint=fingerprint,
+                customer_phone=customer_phone,
+                now=now,
+            )
+            with_codes = outcome.vend.key_change_set_id is not None
+            transaction.on_commit(lambda: _record_vend_minute(with_codes))
+            return outcome
+    except errors.VendError:
+        # A retry of a stored sale replays it even if it would be refused now (limit lowered, meter blocked).
+        existing = _stored_vend(partner, reference)
+        if existing is None:
+            raise
+        return _replay(existing, fingerprint)
+    except (_DuplicateInsert, IntegrityError):
+        existing = _stored_vend(partner, reference)
         if existing is None:
             raise
         return _replay(existing, fingerprint)
 
 
-def _vend_issue(*, vend: Vend, meter: Meter, partner: Partner, now: datetime) -> VendOutcome:
+def _vend_issue(
+    *,
+    partner: Partner,
+    meter: Meter,
+    enrollment: Any,
+    latest_set: KeyChangeSet | None,
+    amount: Decimal,
+    reference: str,
+    fingerprint: str,
+    customer_phone: str,
+    now: datetime,
+) -> VendOutcome:
     actor_label = f"partner:{partner.pk}"
-    plan = vend_plan(meter, now=now)
-    quote = tariff_quote(amount=vend.amount)
+    plan = vend_plan(meter, now=now, enrollment=enrollment, latest_set=latest_set)
+    quote = tariff_quote(amount=amount)
     try:
         amount_field = encode_amount(quote.units)
     except AmountOutOfRange:
@@ -460,13 +683,94 @@ def _vend_issue(*, vend: Vend, meter: Meter, partner: Partner, now: datetime) ->
     key_change_set = None
     codes: list[str] = []
     if plan.campaign is not None:
-        key_change_set = _key_change_set_under_lock(meter, plan.campaign, pan)
+        if latest_set is not None and latest_set.campaign_id == plan.campaign.pk:
+            key_change_set = latest_set  # made once, never changed: no need to read it again under the lock
+        else:
+            key_change_set = _key_change_set_under_lock(meter, plan.campaign, pan)
         codes = list(key_change_set.codes)
-    tid = _allocate_tid(counter, plan.key, now)
+    tid = _next_tid(counter, plan.key, now)
     decoder_key = _decoder_key(meter, pan, plan.key)
     digits = credit_token(ea=meter.ea, decoder_key=decoder_key, tid=tid, amount_field=amount_field, ken=plan.key.ken)
     del decoder_key
-    IssuedToken.objects.create(
+
+    public_id = uuid.uuid4()
+    created_at = timezone.now()
+    recipient = customer_phone or meter.phone
+    body = {
+        "vend_id": str(public_id),
+        "reference": reference,
+        "meter_number": meter.meter_number,
+        "amount": str(amount),
+        "currency": "KES",
+        "units": str(units),
+        "unit": "kWh",
+        "tariff": quote.as_dict(),
+        "key_change": bool(codes),
+        "tokens": tokens_list(codes=codes, credit_digits=digits),
+        "instruction": instruction_for(codes),
+        "sms_queued": bool(recipient),
+        "created_at": created_at.isoformat(),
+    }
+    response_body = json.dumps(body, separators=(",", ":"))
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _VendSql.issue,
+            [
+                # the vend
+                public_id,
+                partner.pk,
+                reference,
+                fingerprint,
+                meter.pk,
+                amount,
+                units,
+                customer_phone,
+                key_change_set.pk if key_change_set is not None else None,
+                201,
+                response_body,
+                adapt(created_at),
+                # the counter
+                tid,
+                adapt(created_at),
+                counter.pk,
+                # the credit token
+                meter.pk,
+                IssuedToken.Kind.CREDIT,
+                0,
+                0,
+                plan.key.sgc,
+                plan.key.krn,
+                plan.key.base_date,
+                tid,
+                units,
+                None,
+                digits,
+                adapt(created_at),
+                actor_label,
+            ],
+        )
+        vend_id, token_id = cursor.fetchone()
+    if vend_id is None:
+        raise _DuplicateInsert()
+    vend = Vend(
+        pk=vend_id,
+        public_id=public_id,
+        partner=partner,
+        reference=reference,
+        fingerprint=fingerprint,
+        meter=meter,
+        amount=amount,
+        units=units,
+        customer_phone=customer_phone,
+        key_change_set=key_change_set,
+        response_status=201,
+        response_body=response_body,
+        created_at=created_at,
+    )
+    vend._state.adding = False
+    token = IssuedToken(
+        pk=token_id,
         meter=meter,
         vend=vend,
         kind=IssuedToken.Kind.CREDIT,
@@ -478,42 +782,30 @@ def _vend_issue(*, vend: Vend, meter: Meter, partner: Partner, now: datetime) ->
         tid=tid,
         units=units,
         digits=digits,
+        issued_at=created_at,
         issued_by=actor_label,
     )
-    body = {
-        "vend_id": str(vend.public_id),
-        "reference": vend.reference,
-        "meter_number": meter.meter_number,
-        "amount": str(vend.amount),
-        "currency": "KES",
-        "units": str(units),
-        "unit": "kWh",
-        "tariff": quote.as_dict(),
-        "key_change": bool(codes),
-        "tokens": tokens_list(codes=codes, credit_digits=digits),
-        "instruction": instruction_for(codes),
-        "sms_queued": False,
-        "created_at": vend.created_at.isoformat(),
-    }
-    batch = getattr(plan.enrollment, "batch", None) if plan.enrollment is not None else None
-    sms = _sms_body(meter=meter, campaign=plan.campaign, codes=codes, credit=digits, units=units, amount=vend.amount)
-    body["sms_queued"] = _queue_sms(vend=vend, meter=meter, body=sms, with_codes=bool(codes), batch=batch)
+    token._state.adding = False
+    # Written with SQL above; receivers (care's token digest index) still hear of the new token.
+    post_save.send(
+        sender=IssuedToken, instance=token, created=True, update_fields=None, raw=False, using=DEFAULT_DB_ALIAS
+    )
+    del token
 
-    vend.units = units
-    vend.key_change_set = key_change_set
-    vend.response_status = 201
-    vend.response_body = json.dumps(body, separators=(",", ":"))
-    vend.save(update_fields=["units", "key_change_set", "response_status", "response_body"])
+    if recipient:
+        batch_id = plan.enrollment.batch_id if plan.enrollment is not None else None
+        sms = _sms_body(meter=meter, campaign=plan.campaign, codes=codes, credit=digits, units=units, amount=amount)
+        _queue_sms(vend=vend, meter=meter, body=sms, with_codes=bool(codes), batch=batch_id)
 
     # Last, the updates of shared counter rows (campaign and batch funnel counters, the partner's
     # daily total), so those hot rows stay locked only for the very end of the transaction.
     if key_change_set is not None:
         _codes_issued(meter, plan.enrollment, actor_label)
-    if not partner_daily_reserve(partner=partner, amount=vend.amount, day=timezone.localdate(now)):
+    if not partner_daily_reserve(partner=partner, amount=amount, day=timezone.localdate(now)):
         raise errors.DailyLimitExceeded(
             f"This vend would take the partner past its daily limit of KES {partner.daily_limit}."
         )
-    return VendOutcome(status=201, body=vend.response_body, replayed=False, vend=vend)
+    return VendOutcome(status=201, body=response_body, replayed=False, vend=vend)
 
 
 # --- Retrieval, reprint, reversal -----------------------------------------------------------------------

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import DatabaseError
+from django.db import DatabaseError, connection, transaction
 from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -64,7 +64,28 @@ def _validation_error(exc: exceptions.ValidationError) -> Response:
     return Response(error_body(code, str(message), field), status=400)
 
 
+def api_error_count(code: str) -> None:
+    """Count an error response for the dashboard's vending-health page; never fails the response."""
+    try:
+        from dashboard.services import api_error_record
+
+        if connection.in_atomic_block:
+            with transaction.atomic():  # a savepoint: a failed insert must not break the caller's transaction
+                api_error_record(code)
+        else:
+            api_error_record(code)
+    except Exception:  # noqa: BLE001 - a statistics counter must never change the answer
+        logger.warning("could not count API error %s for the dashboard", code, exc_info=True)
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    response = _error_response(exc)
+    if response is not None:
+        api_error_count(response.data["error"]["code"])
+    return response
+
+
+def _error_response(exc: Exception) -> Response:
     if isinstance(exc, VendError):
         set_rollback()
         return Response(error_body(exc.code, exc.message, exc.field), status=exc.status)

@@ -16,7 +16,7 @@ from meters.models import Meter
 from partners.authentication import ApiKeyAuthentication, IsPartner, PartnerRateThrottle
 from tokens import errors, services
 
-from .exceptions import api_exception_handler, error_body
+from .exceptions import api_error_count, api_exception_handler, error_body
 from .serializers import (
     ErrorSerializer,
     MeterResponseSerializer,
@@ -165,4 +165,5 @@ class VendReversalView(PartnerAPIView):
 @permission_classes([])
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> Response:
     """Unknown paths under /api/v1/ get the API's JSON error, not the site's HTML 404 page."""
+    api_error_count("NOT_FOUND")
     return Response(error_body("NOT_FOUND", "No such API endpoint."), status=404)
