@@ -6,7 +6,8 @@ import logging
 import re
 
 # 20 digits, bare or grouped 4-4-4-4-4 with spaces or dashes.
-TOKEN_DIGITS = re.compile(r"(?<!\d)(?:\d{4}[- ]?){4}\d{4}(?!\d)")
+# A run inside a decimal number (a duration such as 0.00026394199994683731 s) is not a token.
+TOKEN_DIGITS = re.compile(r"(?<![\d.])(?:\d{4}[- ]?){4}\d{4}(?![\d])")
 
 
 def redact_token_digits(text: str) -> str:

@@ -98,8 +98,12 @@ TEMPLATES = [
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Tasks run in-process next to web requests; wait for the writer lock instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Tasks run in-process next to web requests and the demo's ticker writes from another process:
+    # take the write lock at BEGIN (no read-to-write upgrade deadlock) and let readers run beside
+    # the writer (WAL), waiting for the lock instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=20, transaction_mode="IMMEDIATE", init_command="PRAGMA journal_mode=WAL;"
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (throttling, USSD sessions, SMS send-rate bucket) --------------------------------
