@@ -176,13 +176,14 @@ async def _connection(
                 stats.errors["connection"] = stats.errors.get("connection", 0) + 1
             continue
         elapsed = time.perf_counter() - started
-        if stats.measuring:
-            if status == 201:
-                stats.latencies.append(elapsed)
-                stats.codes += b'"key_change":true' in payload
-            else:
-                label = f"HTTP {status} {payload[:80].decode(errors='replace')}"
-                stats.errors[label] = stats.errors.get(label, 0) + 1
+        if status != 201:
+            label = f"HTTP {status} {payload[:120].decode(errors='replace')}"
+            if not stats.measuring:
+                label = "warm-up " + label
+            stats.errors[label] = stats.errors.get(label, 0) + 1
+        elif stats.measuring:
+            stats.latencies.append(elapsed)
+            stats.codes += b'"key_change":true' in payload
         if close:
             writer.close()
             writer = None
@@ -190,16 +191,26 @@ async def _connection(
         writer.close()
 
 
-async def drive(port: int, key: str, meters: dict[str, list[str]], concurrency: int, warmup: float, duration: float):
+async def drive(
+    port: int,
+    key: str,
+    meters: dict[str, list[str]],
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    cpu: CpuMeter,
+):
     stats = Stats()
     start = time.monotonic()
     stop_at = start + warmup + duration
     tasks = [asyncio.create_task(_connection(i, port, key, meters, stats, stop_at)) for i in range(concurrency)]
     await asyncio.sleep(warmup)
+    before = cpu.snapshot()  # a few ms of blocking: the connections just wait for it
     stats.measuring = True
     measured_from = time.monotonic()
     await asyncio.gather(*tasks)
-    return stats, time.monotonic() - measured_from
+    after = cpu.snapshot()
+    return stats, time.monotonic() - measured_from, {name: after[name] - before[name] for name in before}
 
 
 # --- orchestration --------------------------------------------------------------------------------------
@@ -221,6 +232,73 @@ def admin_sql(sql: str) -> None:
     conn.close()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of one process, in seconds (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def _pg_backends(database_url: str) -> list[int]:
+    import psycopg2
+
+    conn = psycopg2.connect(database_url)
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        pids = [row[0] for row in cursor.fetchall()]
+    conn.close()
+    return pids
+
+
+def _redis_pid() -> int | None:
+    out = subprocess.run(["pidof", "redis-server"], capture_output=True, text=True).stdout.split()
+    return int(out[0]) if out else None
+
+
+def _machine_busy_seconds() -> float:
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds used during the measured window by the server, its PostgreSQL backends, Redis,
+    this load generator, and the whole machine (the rest is other people's work)."""
+
+    def __init__(self, server_pid: int, database_url: str) -> None:
+        self.server_pid, self.database_url = server_pid, database_url
+
+    def snapshot(self) -> dict[str, float]:
+        workers = [self.server_pid, *_children(self.server_pid)]
+        redis_pid = _redis_pid()
+        return {
+            "gunicorn": sum(_cpu_seconds(pid) for pid in workers),
+            "postgres": sum(_cpu_seconds(pid) for pid in _pg_backends(self.database_url)),
+            "redis": _cpu_seconds(redis_pid) if redis_pid else 0.0,
+            "client": sum(os.times()[:2]),
+            "machine": _machine_busy_seconds(),
+        }
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -233,6 +311,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="client connections (closed loop)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=2, help="threads per gunicorn worker (gthread)")
+    parser.add_argument("--worker-class", default="gthread", help="gthread (keep-alive) or sync")
     parser.add_argument("--meters", type=int, default=2000)
     parser.add_argument("--db", default="kplc_vend_bench")
     parser.add_argument("--keep-db", action="store_true")
@@ -279,7 +358,7 @@ def main() -> None:
                 "--workers",
                 str(args.workers),
                 "--worker-class",
-                "gthread",
+                args.worker_class,
                 "--threads",
                 str(args.threads),
                 "--keep-alive",
@@ -300,7 +379,10 @@ def main() -> None:
         else:
             raise SystemExit("gunicorn did not come up")
         meters = {"codes": data["codes"], "plain": data["plain"]}
-        stats, window = asyncio.run(drive(port, data["key"], meters, args.concurrency, args.warmup, args.duration))
+        cpu = CpuMeter(server.pid, database_url)
+        stats, window, used = asyncio.run(
+            drive(port, data["key"], meters, args.concurrency, args.warmup, args.duration, cpu)
+        )
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
@@ -312,7 +394,10 @@ def main() -> None:
     done = len(stats.latencies)
     print(f"vend_load: {args.duration:.0f} s measured after {args.warmup:.0f} s warm-up,", end=" ")
     print(f"{args.concurrency} connections,")
-    print(f"  gunicorn {args.workers} workers x {args.threads} threads (gthread), {args.meters} meters, PostgreSQL")
+    print(
+        f"  gunicorn {args.workers} workers x {args.threads} threads ({args.worker_class}), "
+        f"{args.meters} meters, PostgreSQL"
+    )
     print(f"  vends: {done} in {window:.1f} s = {done / window:.1f} vends/s")
     print(f"  with codes: {stats.codes} ({100 * stats.codes / max(done, 1):.1f} %)")
     if done:
@@ -322,6 +407,18 @@ def main() -> None:
             f"p99 {percentile(ms, 0.99):.1f}  max {max(ms):.1f}"
         )
     print(f"  errors: {sum(stats.errors.values())} {stats.errors if stats.errors else ''}")
+    if done:
+        per_vend = {name: 1000 * seconds / done for name, seconds in used.items()}
+        ours = sum(v for k, v in per_vend.items() if k != "machine")
+        print(
+            "  CPU ms per vend: gunicorn {gunicorn:.2f}  postgres {postgres:.2f}  redis {redis:.2f}  "
+            "load generator {client:.2f}".format(**per_vend)
+            + f"  (sum {ours:.2f}; whole machine {per_vend['machine']:.2f}, "
+            f"so {max(per_vend['machine'] - ours, 0):.2f} by other work)"
+        )
+        busy = 100 * used["machine"] / window / (os.cpu_count() or 1)
+        print(f"  machine CPU busy: {busy:.0f} % of {os.cpu_count()} cores")
+    print(f"  load average at the end: {os.getloadavg()[0]:.2f}")
     met = done and done / window >= 200 and percentile([x * 1000 for x in stats.latencies], 0.99) <= 150
     print(f"  target >= 200 vends/s with p99 <= 150 ms: {'met' if met else 'NOT met'}")
 
