@@ -166,11 +166,19 @@ def vend_plan(meter: Meter, *, now: datetime, enrollment: Any = _QUERY, latest_s
         raise errors.MeterBlocked(f"Meter {meter.meter_number} is {meter.get_status_display().lower()}.")
     current = meter_current_key(meter, latest_set=latest_set)
     if meter.key_state == Meter.KeyState.CONFIRMED:
-        if not _key_usable(current, now):
+        if _key_usable(current, now):
+            return VendPlan(key=current)
+        register = MeterKey(sgc=meter.sgc, krn=meter.krn, base_date=meter.base_date, ken=meter.ken)
+        campaign = _campaign_covering(meter) if current == register else None
+        if campaign is None:
             raise errors.KeyChangeRequired(
                 f"Meter {meter.meter_number}'s key can no longer carry tokens and no key change is set up."
             )
-        return VendPlan(key=current)
+        # Confirmed although no codes ever moved it off the register's (dead) key: care or the
+        # customer confirmed an enrollment whose codes we never issued. The meter can only be on
+        # that key, so it gets the codes; were it somehow on the new key, it would reject them
+        # and still take the credit token.
+        return VendPlan(key=_campaign_key(meter, campaign), campaign=campaign)
     if meter.key_state == Meter.KeyState.NON_COMPLIANT:
         if _key_usable(current, now):
             return VendPlan(key=current)

@@ -156,3 +156,64 @@ def test_management_token_for_care_is_accepted(vending_keys, in_campaign, meter_
     result = physical.enter(token.digits)
     assert result.accepted, result.message
     assert physical.tampered is False
+
+
+# --- After the campaign service confirms (the register still shows the old key) -------------------------
+
+
+def _confirmed_meter(vend, meter, *, with_codes: bool = True):
+    from tests.vending.factories import make_campaign as _make_campaign
+
+    enrollment = enroll(meter, _make_campaign())
+    codes = vend(meter, reference="codes") if with_codes else None
+    assert enrollment_confirm(enrollment=enrollment, actor_label="test")
+    meter.refresh_from_db()
+    assert (meter.krn, meter.base_date, meter.key_state) == (1, 1993, Meter.KeyState.CONFIRMED)
+    return codes
+
+
+def test_after_confirm_vends_and_care_decode_use_the_new_key(api, vend, vending_keys, meter_factory):
+    from care.services import token_explain
+
+    meter = meter_factory()
+    physical = virtual_meter(meter)
+    codes = _confirmed_meter(vend, meter)
+    assert all(physical.enter(t["digits"]).accepted for t in codes.json()["tokens"])
+    after = vend(meter, reference="after")
+    assert [t["kind"] for t in after.json()["tokens"]] == ["credit"]
+    credit = digits_of(after, "credit")[0]
+    assert physical.enter(credit).accepted
+    explained = token_explain(meter=meter, typed=credit)  # care's (and USSD's) decoder
+    assert "key revision 2" in explained.details[0], explained
+    old_token = IssuedToken.objects.filter(meter=meter, krn=1).first()
+    assert old_token is None  # every token since the codes was made under the new key
+
+
+def test_after_confirm_and_a_reimport_showing_the_new_key_tids_continue(api, vend, vending_keys, meter_factory):
+    meter = meter_factory()
+    physical = virtual_meter(meter)
+    codes = _confirmed_meter(vend, meter)
+    assert all(physical.enter(t["digits"]).accepted for t in codes.json()["tokens"])
+    first = vend(meter, reference="after-1")
+    # The utility's CSV now carries the new key: the import rewrites the register columns, not key_state.
+    Meter.objects.filter(pk=meter.pk).update(krn=2, base_date=2014)
+    meter.refresh_from_db()
+    second = vend(meter, reference="after-2")
+    assert [t["kind"] for t in second.json()["tokens"]] == ["credit"]
+    tids = list(IssuedToken.objects.filter(meter=meter, krn=2).order_by("id").values_list("tid", flat=True))
+    assert tids == sorted(set(tids)) and len(tids) == 3  # codes vend, after-1, after-2: one counter
+    assert physical.enter(digits_of(first, "credit")[0]).accepted
+    assert physical.enter(digits_of(second, "credit")[0]).accepted
+
+
+def test_confirmed_without_codes_past_the_rollover_still_sells_with_codes(api, vend, vending_keys, meter_factory):
+    meter = meter_factory()
+    physical = virtual_meter(meter)
+    _confirmed_meter(vend, meter, with_codes=False)
+    response = vend(meter, reference="late")
+    assert response.status_code == 201, response.content
+    assert [t["kind"] for t in response.json()["tokens"]] == ["reset_code", "update_code", "credit"]
+    assert all(physical.enter(t["digits"]).accepted for t in response.json()["tokens"])
+    later = vend(meter, reference="later")  # now the key change set moves it: credit under the new key only
+    assert [t["kind"] for t in later.json()["tokens"]] == ["credit"]
+    assert physical.enter(digits_of(later, "credit")[0]).accepted
