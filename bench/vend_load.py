@@ -205,7 +205,9 @@ async def drive(
     stop_at = start + warmup + duration
     tasks = [asyncio.create_task(_connection(i, port, key, meters, stats, stop_at)) for i in range(concurrency)]
     await asyncio.sleep(warmup)
-    before = cpu.snapshot()  # a few ms of blocking: the connections just wait for it
+    before = cpu.snapshot(first=True)  # a few ms of blocking: the connections just wait for it
+    before["postgres"] = 0.0
+    tasks.append(asyncio.create_task(_sample(cpu, stop_at)))
     stats.measuring = True
     measured_from = time.monotonic()
     await asyncio.gather(*tasks)
@@ -282,21 +284,41 @@ def _machine_busy_seconds() -> float:
 
 class CpuMeter:
     """CPU seconds used during the measured window by the server, its PostgreSQL backends, Redis,
-    this load generator, and the whole machine (the rest is other people's work)."""
+    this load generator, and the whole machine (the rest is other people's work).
+
+    Backends come and go (Django closes a connection after CONN_MAX_AGE), so they are sampled every
+    second and each one's last reading counts (from 0 for one that started inside the window)."""
 
     def __init__(self, server_pid: int, database_url: str) -> None:
         self.server_pid, self.database_url = server_pid, database_url
+        self.backends_start: dict[int, float] = {}
+        self.backends_last: dict[int, float] = {}
 
-    def snapshot(self) -> dict[str, float]:
+    def sample_backends(self) -> None:
+        for pid in _pg_backends(self.database_url):
+            used = _cpu_seconds(pid)
+            if used:
+                self.backends_last[pid] = used
+
+    def snapshot(self, *, first: bool = False) -> dict[str, float]:
+        self.sample_backends()
+        if first:
+            self.backends_start = dict(self.backends_last)
         workers = [self.server_pid, *_children(self.server_pid)]
         redis_pid = _redis_pid()
         return {
             "gunicorn": sum(_cpu_seconds(pid) for pid in workers),
-            "postgres": sum(_cpu_seconds(pid) for pid in _pg_backends(self.database_url)),
+            "postgres": sum(used - self.backends_start.get(pid, 0.0) for pid, used in self.backends_last.items()),
             "redis": _cpu_seconds(redis_pid) if redis_pid else 0.0,
             "client": sum(os.times()[:2]),
             "machine": _machine_busy_seconds(),
         }
+
+
+async def _sample(cpu: CpuMeter, stop_at: float) -> None:
+    while time.monotonic() < stop_at - 1:
+        await asyncio.sleep(1)
+        cpu.sample_backends()
 
 
 def percentile(values: list[float], q: float) -> float:
