@@ -4,17 +4,26 @@ Two implementations live here:
 
 * ``reference_encrypt`` / ``reference_decrypt``: a literal, bit-by-bit transcription of section 6.1,
   kept as the test oracle (about 100 us per block).
-* :class:`StaCipher`: the table-driven implementation the engine uses (a few us per block).
+* :class:`StaCipher`: the table-driven implementation the engine uses (about 6 us per block).
 
-How the fast version works. Each of the 16 rounds substitutes the 16 nibbles (SUB1 or SUB2, chosen
-by one key bit per nibble) and then permutes the 64 bits. Both steps are fused into lookup tables
-indexed by the input of three nibbles at a time, so a round is six table lookups ORed together. To
-avoid computing "which S-box" separately for every chunk, the state is kept in a *spread* form of
-80 bits: nibble ``i`` occupies bits ``5i..5i+3`` and bit ``5i+4`` is a free slot for that nibble's
-key selector bit. A round is then ``x |= round_key; x = T0[x & 0x7FFF] | T1[x >> 15 & 0x7FFF] | ...``:
-the table entries are already spread with empty selector slots, ready for the next round key.
-The per-key schedule (16 spread selector words) is computed from the spread form of the key with
-shifts and masks only. Tables are built lazily, once per table set and direction.
+Encryption (the vending hot path). Each of the 16 rounds substitutes the 16 nibbles (SUB1 or SUB2,
+chosen by one key bit per nibble) and then permutes the 64 bits. Both steps are fused into lookup
+tables indexed by one byte (two nibbles) of the block, so a round is eight lookups ORed together.
+The key selector bits do not enter the data path: for each byte position there are four tables
+(one per SUB1/SUB2 choice of its two nibbles), and the per-key schedule is the choice of table
+for every (round, byte). The state stays a plain 64-bit block, whose bytes come out of
+``int.to_bytes`` as small cached ints: no shifting or masking per round, no spread/compact
+conversion, no allocation except the round result. The schedule is built from the key bytes by
+eight lookups in precomputed "gather" tables (which key bit drives which nibble in which round,
+complement and rotation of reference.md 6.1 included): about 0.6 us per key.
+
+Decryption (the meter side and ``decode_token``) keeps the earlier "spread" design: the state
+is an 80-bit word where nibble ``i`` occupies bits ``5i..5i+3`` and bit ``5i+4`` is a free slot
+for that nibble's key selector bit; a round is ``x |= round_key`` then eight lookups indexed by
+two (nibble + selector) slots. The per-key schedule (16 spread selector words) is computed from
+the spread form of the key with shifts and masks only.
+
+Tables are built lazily, once per table set.
 """
 
 from __future__ import annotations
@@ -191,26 +200,49 @@ def _byte_tables(mapping: list[int]) -> list[list[int]]:
     return tables
 
 
+def _gather_tables() -> list[list[int]]:
+    """Schedule tables: ``G[p][v]`` for key byte ``p`` (big-endian) holding ``v``.
+
+    Round r uses SUB2 for nibble i when bit 4i+3 of ROTL(K', r) is set, K' = ROTR(~DK, 12)
+    (reference.md 6.1), i.e. when bit (4i + 15 - r) mod 64 of DK is CLEAR. ``G[p][v]`` sets bit
+    16r + i of a 256-bit word for every such (r, i) whose key bit lies in byte p and is clear in
+    ``v``; the OR over the 8 key bytes is the whole schedule, round r in bits 16r..16r+15.
+    """
+    by_bit = [0] * 64  # key bit m -> the (r, i) positions it selects
+    for r in range(16):
+        for i in range(16):
+            by_bit[(4 * i + 15 - r) % 64] |= 1 << (16 * r + i)
+    tables = []
+    for p in range(8):
+        bits = [by_bit[8 * (7 - p) + b] for b in range(8)]  # byte p of the big-endian key
+        ones = [0] * 256  # OR of bits[b] over the SET bits of u, built incrementally
+        for u in range(1, 256):
+            low = u & -u
+            ones[u] = ones[u ^ low] | bits[low.bit_length() - 1]
+        tables.append([ones[v ^ 255] for v in range(256)])  # the CLEAR bits of v select SUB2
+    return tables
+
+
 class _FastTables:
-    """All lookup tables of one table set (built on first use; a few MB for encryption)."""
+    """All lookup tables of one table set (built on first use, ~50 ms; a few hundred kB)."""
 
     def __init__(self, tables: StaTables) -> None:
         perm, perm_inv = tables.perm, tables.perm_inv
         spread_of = [1 << _spread_pos(j) for j in range(64)]
-        # encryption: substitute (sel 1 -> SUB2) then permute, output spread. Two nibbles (10 spread
-        # bits) per lookup: 8 tables of 1024 entries stay in the CPU cache, while 3-nibble tables
-        # (5 x 32768 entries, ~8 MB of int objects) were faster in a tight loop but 40% slower
-        # inside a real token pipeline because of cache misses.
-        enc_contrib = [
-            [
-                _spread_compact(_permute((tables.sub2 if s else tables.sub1)[d] << (4 * n), perm))
-                for s in (0, 1)
-                for d in range(16)
-            ]
-            for n in range(16)
-        ]
-        self.enc_rounds = _chunk_tables(enc_contrib, 2)
         self.spread_in = _byte_tables(spread_of)
+        # encryption: enc[j][s][v] = PERM(SUB(v) << 8j) for byte j (little-endian, nibbles 2j and
+        # 2j+1) holding v, where bit 0 of s picks SUB2 for the low nibble and bit 1 for the high one.
+        subs = (tables.sub1, tables.sub2)
+        enc = [
+            [[_permute((subs[s & 1][v & 15] | subs[s >> 1][v >> 4] << 4) << (8 * j), perm) for v in range(256)]
+             for s in range(4)]
+            for j in range(8)
+        ]  # fmt: skip
+        # A round's 16 selector bits (bit i: SUB2 for nibble i) split into two bytes; each byte
+        # value maps to the four tables of bytes 0..3 (low) or 4..7 (high) of the block.
+        self.enc_lo = [tuple(enc[j][sel >> (2 * j) & 3] for j in range(4)) for sel in range(256)]
+        self.enc_hi = [tuple(enc[4 + j][sel >> (2 * j) & 3] for j in range(4)) for sel in range(256)]
+        self.enc_gather = _gather_tables()
         # decryption: inverse substitute (sel 1 -> INV(SUB1)) then inverse permute; 2 nibbles per
         # lookup (speed matters less on the verification side, so keep the tables small).
         inv1, inv2 = _invert(tables.sub1), _invert(tables.sub2)
@@ -231,48 +263,6 @@ class _FastTables:
             ]
             for p in range(8)
         ]
-
-
-def _nibble_shift_masks() -> tuple[tuple[int, int], ...]:
-    """Masks for moving nibble i from bit 4i to bit 5i in four shift steps (8, 4, 2, 1).
-
-    Returns ``(shift, mask)`` pairs for spreading; mask selects the nibbles that move by ``shift``
-    at that step, at their position before the step.
-    """
-    steps = []
-    offsets = [0] * 16  # how far nibble i has moved so far
-    for shift in (8, 4, 2, 1):
-        mask = 0
-        for i in range(16):
-            if i & shift:
-                mask |= 0xF << (4 * i + offsets[i])
-                offsets[i] += shift
-        steps.append((shift, mask))
-    return tuple(steps)
-
-
-_SPREAD_STEPS = _nibble_shift_masks()
-# compacting replays the spreading steps backwards: the moved nibbles now sit `shift` higher
-_COMPACT_STEPS = tuple((shift, mask << shift) for shift, mask in reversed(_SPREAD_STEPS))
-(_S8, _SM8), (_S4, _SM4), (_S2, _SM2), (_S1, _SM1) = _SPREAD_STEPS
-(_C1, _CM1), (_C2, _CM2), (_C4, _CM4), (_C8, _CM8) = _COMPACT_STEPS
-_CK1, _CK2, _CK4, _CK8 = (~_CM1 & _MASK80, ~_CM2 & _MASK80, ~_CM4 & _MASK80, ~_CM8 & _MASK80)
-
-
-def spread(value: int) -> int:
-    """Compact 64-bit block -> 80-bit spread form (nibble i at bit 5i, selector slots empty)."""
-    value = (value & ~_SM8) | (value & _SM8) << 8
-    value = (value & ~_SM4) | (value & _SM4) << 4
-    value = (value & ~_SM2) | (value & _SM2) << 2
-    return (value & ~_SM1) | (value & _SM1) << 1
-
-
-def compact(value: int) -> int:
-    """Spread form (selector slots empty) -> compact 64-bit block."""
-    value = (value & _CK1) | (value & _CM1) >> 1
-    value = (value & _CK2) | (value & _CM2) >> 2
-    value = (value & _CK4) | (value & _CM4) >> 4
-    return (value & _CK8) | (value & _CM8) >> 8
 
 
 def _fast(tables: StaTables) -> _FastTables:
@@ -306,23 +296,14 @@ class StaCipher:
     def __init__(self, key: int, tables: StaTables = PRODUCTION) -> None:
         self._key = key
         self._fast = _fast(tables)
-        self._enc_ks: tuple[int, ...] | None = None
+        self._enc_ks: bytes | None = None
         self._dec_ks: tuple[int, ...] | None = None
 
-    def _encrypt_schedule(self) -> tuple[int, ...]:
-        # Round r uses bit 4i+3 of ROTL(K', r) for nibble i, K' = ROTR(~DK, 12) (reference.md 6.1):
-        # that is bit 4(i-q) + (3-t) of K' for r = 4q + t, i.e. slot word S[3-t] rotated left by
-        # q nibbles (5q spread bits). Written out because this runs once per decoder key.
-        key = ~self._key & _MASK64
-        s0, s1, s2, s3 = _spread_key_bits((key >> 12) | (key << 52) & _MASK64, self._fast.spread_in)
-        d0, d1, d2, d3 = s0 | s0 << 80, s1 | s1 << 80, s2 | s2 << 80, s3 | s3 << 80
-        m = _MASK80
-        return (
-            s3, s2, s1, s0,
-            d3 >> 75 & m, d2 >> 75 & m, d1 >> 75 & m, d0 >> 75 & m,
-            d3 >> 70 & m, d2 >> 70 & m, d1 >> 70 & m, d0 >> 70 & m,
-            d3 >> 65 & m, d2 >> 65 & m, d1 >> 65 & m, d0 >> 65 & m,
-        )  # fmt: skip
+    def _encrypt_schedule(self) -> bytes:
+        # 32 bytes: round r's selector bits for nibbles 0..7 (byte 2r) and 8..15 (byte 2r+1).
+        g0, g1, g2, g3, g4, g5, g6, g7 = self._fast.enc_gather
+        k0, k1, k2, k3, k4, k5, k6, k7 = self._key.to_bytes(8, "big")
+        return (g0[k0] | g1[k1] | g2[k2] | g3[k3] | g4[k4] | g5[k5] | g6[k6] | g7[k7]).to_bytes(32, "little")
 
     def _decrypt_schedule(self) -> tuple[int, ...]:
         # Round r uses bit 4i of ROTR(DK, r) = bit 4(i+q) + t of DK for r = 4q + t: slot word S[t]
@@ -338,22 +319,21 @@ class StaCipher:
         )  # fmt: skip
 
     def encrypt(self, block: int) -> int:
+        # The hottest code of the engine (three blocks per meter re-keyed): keep it this flat.
         ks = self._enc_ks
         if ks is None:
             ks = self._enc_ks = self._encrypt_schedule()
-        t0, t1, t2, t3, t4, t5, t6, t7 = self._fast.enc_rounds
-        # spread(block), inlined: this is the hottest code of the engine
-        x = (block & ~_SM8) | (block & _SM8) << 8
-        x = (x & ~_SM4) | (x & _SM4) << 4
-        x = (x & ~_SM2) | (x & _SM2) << 2
-        x = (x & ~_SM1) | (x & _SM1) << 1
-        for k in ks:
-            x |= k
-            x = (
-                t0[x & 1023] | t1[x >> 10 & 1023] | t2[x >> 20 & 1023] | t3[x >> 30 & 1023]
-                | t4[x >> 40 & 1023] | t5[x >> 50 & 1023] | t6[x >> 60 & 1023] | t7[x >> 70]
-            )  # fmt: skip
-        return compact(x)
+        fast = self._fast
+        lo_tables, hi_tables = fast.enc_lo, fast.enc_hi
+        selectors = iter(ks)
+        x = block
+        for lo, hi in zip(selectors, selectors, strict=True):  # (byte 2r, byte 2r+1) per round
+            t0, t1, t2, t3 = lo_tables[lo]
+            t4, t5, t6, t7 = hi_tables[hi]
+            # bytes of a bytes object are cached small ints: cheaper than eight shift-and-masks
+            b0, b1, b2, b3, b4, b5, b6, b7 = x.to_bytes(8, "little")
+            x = t0[b0] | t1[b1] | t2[b2] | t3[b3] | t4[b4] | t5[b5] | t6[b6] | t7[b7]
+        return x
 
     def decrypt(self, block: int) -> int:
         ks = self._dec_ks
