@@ -93,6 +93,10 @@ def clear_key_caches() -> None:
     _des_for_vending_key.cache_clear()
 
 
+#: TI 00..99 as two BCD nibbles: the CONTROLBlock carries the decimal digits as hex digits.
+_TI_BCD = tuple(int(f"{ti:02d}", 16) for ti in range(100))
+
+
 def _dkga02_x(pan: str, sgc: str, ti: int, krn: int, kt: int) -> int:
     """X = PANBlock xor CONTROLBlock (reference.md 7.1); DKGA02 then encrypts X under the VK."""
     # PANBlock: PAN digits 1..16 as hex nibbles; for KT 3 (common key) the DRN digits are zeros
@@ -101,7 +105,9 @@ def _dkga02_x(pan: str, sgc: str, ti: int, krn: int, kt: int) -> int:
     if kt == 3:
         iin_len = 5 if pan.startswith(IIN_11_DIGIT) else 3
         pan_digits = pan_digits[:iin_len] + "0" * (16 - iin_len)
-    control = int(f"{kt:X}{sgc}{ti:02d}{krn:X}FFFFFF", 16)
+    # CONTROLBlock, as hex digits: KT | SGC (6 decimal digits) | TI (2) | KRN | FFFFFF. Built with
+    # shifts rather than an f-string parsed back (half the cost; this runs twice per meter).
+    control = kt << 60 | int(sgc, 16) << 36 | _TI_BCD[ti] << 28 | krn << 24 | 0xFFFFFF
     return int(pan_digits, 16) ^ control
 
 
@@ -141,15 +147,21 @@ def _prepare(
     """Validate the inputs; return ("02", VK, X) for DKGA02 (DES still to do) or ("04", VK, key)."""
     code = normalise_dkga(dkga)
     ea_code = normalise_ea(ea)
-    if type(vending_key) is not bytes and not isinstance(vending_key, bytes | bytearray):
-        raise InvalidKey(f"vending key must be bytes, got {type(vending_key).__name__}")
-    vending_key = bytes(vending_key)
+    if type(vending_key) is not bytes:
+        if not isinstance(vending_key, bytes | bytearray):
+            raise InvalidKey(f"vending key must be bytes, got {type(vending_key).__name__}")
+        vending_key = bytes(vending_key)
     if not pan_checked:
         pan = validate_pan(pan)
     sgc = check_sgc(sgc)
-    ti = check_ti(ti)
-    krn = check_krn(krn)
-    kt = check_kt(kt)
+    # The usual plain ints are accepted inline; anything else goes through the checker, which
+    # normalises it or raises the precise error. (Each call costs ~0.1 us; this runs per key.)
+    if type(ti) is not int or not 0 <= ti <= 99:
+        ti = check_ti(ti)
+    if type(krn) is not int or not 1 <= krn <= 9:
+        krn = check_krn(krn)
+    if type(kt) is not int or not 0 <= kt <= 3:
+        kt = check_kt(kt)
     bd = normalise_base_date(base_date)
     if code == "02":
         if ea_code not in (EA07, EA09):

@@ -113,9 +113,12 @@ def validate_pan(pan: str) -> str:
     digits = pan if len(pan) == 18 else _clean(pan)
     if not digits.isascii() or not digits.isdigit() or len(digits) != 18:
         raise InvalidMeterNumber(f"PAN must be 18 digits, got {pan!r}")
-    if not (digits.startswith(IIN_11_DIGIT) or digits.startswith(IIN_13_DIGIT)):
+    if not digits.startswith((IIN_11_DIGIT, IIN_13_DIGIT)):
         raise InvalidMeterNumber(f"PAN {digits} does not start with IIN 600727 or 0000")
-    if luhn_check_digit(digits[:17]) != int(digits[17]):
+    # Luhn over all 18 digits, check digit included (not doubled): valid when the sum ends in 0.
+    # Runs twice per meter re-keyed (old and new key), so no call into luhn_check_digit.
+    raw = digits.encode("ascii")
+    if (sum(raw[-2::-2].translate(_DOUBLED)) + sum(raw[::-2])) % 10 != 18 * 48 % 10:
         raise InvalidMeterNumber(f"PAN {digits} fails the Luhn check")
     return digits
 

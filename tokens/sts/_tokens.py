@@ -22,7 +22,7 @@ from ._amount import (
     encode_amount,
     encode_currency_amount,
 )
-from ._ciphers import EA07, EA11, check_key, make_cipher, normalise_ea
+from ._ciphers import EA07, EA11, BlockCipher, check_key, make_cipher, normalise_ea
 from ._crc import sts_crc_field
 from ._dkga import check_krn, check_kt, check_sgc, check_ti
 from ._errors import (
@@ -154,9 +154,24 @@ def _check_int(name: str, value: int, bits: int) -> int:
     return value
 
 
+def _check_new_tid(tid: int, ken: int) -> None:
+    """:func:`check_tid`, with the usual valid case decided inline (once per token built)."""
+    if not (
+        type(tid) is int
+        and 0 <= tid <= 0xFFFFFF
+        and tid % 1440 != 1
+        and type(ken) is int
+        and 0 <= ken <= 255
+        and tid >> 16 <= ken
+    ):
+        check_tid(tid, ken)  # raises the precise error
+
+
 def _rnd(rnd: int | None) -> int:
     # RND: 4 bits, any value is valid (reference.md 3.1)
-    return secrets.randbelow(16) if rnd is None else _check_int("RND", rnd, 4)
+    if rnd is None:
+        return secrets.randbelow(16)
+    return rnd if type(rnd) is int and 0 <= rnd <= 15 else _check_int("RND", rnd, 4)
 
 
 def _block(token_class: int, subclass: int, data44: int, *, currency: bool = False) -> int:
@@ -215,6 +230,8 @@ class _Plan(NamedTuple):
 
 
 def _check_tables(ea: str, tables: str) -> str:
+    if tables == "production":  # the only set real meters use
+        return tables
     tables_by_name(tables)  # raises UnknownAlgorithm for anything but production/sample
     if ea != EA07 and tables != "production":
         raise UnknownAlgorithm(f"STA table set {tables!r} only applies to EA07")
@@ -234,12 +251,13 @@ def _plan_credit(
 ) -> _Plan:
     code = normalise_ea(ea)
     key = check_key(code, decoder_key)
-    subclass = _check_int("subclass", subclass, 4)
-    if subclass > 7:
-        raise InvalidParameter(f"class 0 subclass {subclass} is reserved")
+    if type(subclass) is not int or not 0 <= subclass <= 7:
+        subclass = _check_int("subclass", subclass, 4)
+        if subclass > 7:
+            raise InvalidParameter(f"class 0 subclass {subclass} is reserved")
     if (units is None) == (amount_field is None):
         raise InvalidParameter("give exactly one of units and amount_field")
-    check_tid(tid, ken)
+    _check_new_tid(tid, ken)
     if subclass >= 4:
         if rnd is not None:
             raise InvalidParameter("currency tokens carry the sign/exponent nibble instead of RND")
@@ -268,7 +286,7 @@ def _plan_management(
         raise InvalidParameter(f"class 2 subclass {subclass} is not a RND/TID management token")
     if type(value) is not int or not 0 <= value <= 0xFFFF:
         raise AmountOutOfRange(f"management value must be an int in 0..65535, got {value!r}")
-    check_tid(tid, ken)
+    _check_new_tid(tid, ken)
     block = _block(CLASS_MANAGEMENT, subclass, _rnd(rnd) << 40 | tid << 16 | value)
     return _Plan(code, key, _check_tables(code, tables), CLASS_MANAGEMENT, (block,))
 
@@ -288,10 +306,11 @@ def _plan_key_change(
     code = normalise_ea(ea)
     old_key = check_key(code, old_key, "old decoder key")
     new_key = check_key(code, new_key, "new decoder key")
-    krn = check_krn(new_krn)
-    kt = check_kt(new_kt)
-    ti = check_ti(new_ti)
-    ken = check_ken(new_ken)
+    # plain in-range ints inline; anything else through the checkers (normalise or raise)
+    krn = new_krn if type(new_krn) is int and 1 <= new_krn <= 9 else check_krn(new_krn)
+    kt = new_kt if type(new_kt) is int and 0 <= new_kt <= 3 else check_kt(new_kt)
+    ti = new_ti if type(new_ti) is int and 0 <= new_ti <= 99 else check_ti(new_ti)
+    ken = new_ken if type(new_ken) is int and 0 <= new_ken <= 255 else check_ken(new_ken)
     if not isinstance(rollover, bool):
         raise InvalidParameter(f"rollover must be a bool, got {rollover!r}")
     sgc = None
@@ -316,8 +335,13 @@ def _plan_key_change(
 
 
 def _encrypt_plan(plan: _Plan) -> list[str]:
-    cipher = make_cipher(plan.ea, plan.key, plan.tables)
-    return [_transpose(cipher.encrypt(block), plan.token_class) for block in plan.blocks]
+    # The plan is validated: build the EA07 cipher directly rather than re-checking in make_cipher.
+    if plan.ea == EA07:
+        cipher: BlockCipher = StaCipher(int.from_bytes(plan.key, "big"), tables_by_name(plan.tables))
+    else:
+        cipher = make_cipher(plan.ea, plan.key, plan.tables)
+    token_class = plan.token_class
+    return [_transpose(cipher.encrypt(block), token_class) for block in plan.blocks]
 
 
 def credit_token(
