@@ -1,12 +1,17 @@
 """Campaign benchmark: enroll a 500,000-meter batch, write its notices, measure the send rate.
 
     .venv/bin/python bench/campaign_bench.py [--meters 500000] [--send 20000] [--workers 2] [--concurrency 2]
+        [--no-dlr]
 
 Works in its own PostgreSQL database (BENCH_DATABASE_URL, default
 postgres://postgres@127.0.0.1:5432/kplc_bench_camp), created and dropped by the script, and its
 own Redis db (REDIS_URL, default redis://127.0.0.1:6379/2). Meters are generated in SQL
 (generate_series, Luhn check digit computed in SQL). Targets: enrollment <= 30 s, notices <= 60 s,
 end-to-end send >= 500 messages/s through the local gateway with two worker processes.
+
+Delivery reports: unless --no-dlr, the gateway posts a report for every accepted message to
+our endpoint served by gunicorn (gthread, keep-alive) while the workers send, as Africa's
+Talking would; the script reports the send rate and the rate at which reports settled messages.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--keep", action="store_true", help="do not drop the bench database")
+    parser.add_argument("--no-dlr", action="store_true", help="no delivery reports (send rate alone)")
     args = parser.parse_args()
 
     url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kplc_bench_camp")
@@ -124,8 +130,40 @@ def main() -> None:
 
         # End to end: workers claim, send through the real SDK to the local gateway, record.
         port = _free_port()
+        gateway_command = [sys.executable, "manage.py", "fake_africastalking", "--port", str(port)]
+        if not args.no_dlr:
+            from django.conf import settings
+
+            web_port = _free_port()
+            processes.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "gunicorn",
+                        "kplc_sts.wsgi:application",
+                        "-b",
+                        f"127.0.0.1:{web_port}",
+                        "-k",
+                        "gthread",
+                        "-w",
+                        "1",
+                        "--threads",
+                        "4",
+                        "--keep-alive",
+                        "30",
+                    ],
+                    cwd=BASE_DIR,
+                    env={**os.environ, "LOG_LEVEL": "WARNING"},
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+            callback = f"http://127.0.0.1:{web_port}/sms/delivery-reports/{settings.SMS_DELIVERY_REPORT_SECRET}/"
+            gateway_command += ["--callback", callback, "--dlr-delay", "0.5"]
         gateway = subprocess.Popen(
-            [sys.executable, "manage.py", "fake_africastalking", "--port", str(port)],
+            gateway_command,
             cwd=BASE_DIR,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -182,18 +220,32 @@ def main() -> None:
         started = time.perf_counter()
         for start in range(0, len(ids), 100):
             message_dispatch(ids[start : start + 100], queue="sms_notices")
+        mine = Message.objects.filter(pk__lte=ids[-1], batch=batch)
         while True:
-            done = Message.objects.filter(pk__lte=ids[-1], batch=batch, status="sent").count()
+            done = mine.filter(status__in=["sent", "delivered"]).count()
             elapsed = time.perf_counter() - started
             if done >= len(ids) or elapsed > 600:
                 break
-            time.sleep(0.5)
+            time.sleep(0.25)
         print(
             f"send: {done:,} notices in {elapsed:.1f} s = {done / elapsed:,.0f} msg/s with {args.workers} workers "
             f"x {args.concurrency} processes, target >= 500 msg/s"
         )
+        if not args.no_dlr:
+            while True:
+                delivered = mine.filter(status="delivered").count()
+                settled_s = time.perf_counter() - started
+                if delivered >= done or settled_s > 600:
+                    break
+                time.sleep(0.25)
+            print(
+                f"delivery reports: {delivered:,} messages settled {settled_s:.1f} s after the first send "
+                f"= {delivered / settled_s:,.0f} reports/s (sent concurrently; the last ones 0.5 s after their send)"
+            )
         batch.refresh_from_db()
         assert batch.messages_sent == done and batch.notified == done, (batch.messages_sent, batch.notified, done)
+        if not args.no_dlr:
+            assert batch.messages_delivered == delivered, (batch.messages_delivered, delivered)
         assert Batch.objects.get(pk=batch.pk).enrolled == args.meters
     finally:
         for process in processes:

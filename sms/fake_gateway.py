@@ -21,6 +21,7 @@ Room is left for a USSD simulator beside it (another path on the same server).
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import queue
@@ -28,7 +29,6 @@ import random
 import threading
 import time
 import urllib.parse
-import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -65,6 +65,7 @@ class GatewayConfig:
     number_status: dict[str, int] = field(default_factory=dict)
     dlr_failures: dict[str, str] = field(default_factory=dict)  # number -> failureReason
     dlr_delay: float = 0.05
+    dlr_threads: int = 4  # concurrent callback connections (AT posts reports in parallel)
     cost: str = "KES 0.8000"
     seed: int | None = None
 
@@ -92,7 +93,12 @@ class FakeAfricasTalking:
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
+            # Keep-alive like the real API, so a pooled client pays one connection, not one per SMS.
+            protocol_version = "HTTP/1.1"
+            timeout = 60  # an idle kept-alive connection is dropped after this (its thread ends)
+
+            def log_request(self, code: object = "-", size: object = "-") -> None:
+                pass  # one log call per request is measurable at hundreds per second
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
                 logger.debug("fake AT: " + format, *args)
@@ -114,11 +120,16 @@ class FakeAfricasTalking:
 
             def _reply(self, status: int, body: object, *, text: bool = False) -> None:
                 payload = (body if text else json.dumps(body)).encode()  # type: ignore[union-attr]
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain" if text else "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                # The status line and headers by hand, in one write with the body: the stdlib's
+                # send_response formats a Date header and logs on every call.
+                lines = [
+                    f"HTTP/1.1 {int(status)} {HTTPStatus(status).phrase}",
+                    f"Content-Type: {'text/plain' if text else 'application/json'}",
+                    f"Content-Length: {len(payload)}",
+                ]
+                if self.close_connection:
+                    lines.append("Connection: close")
+                self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
@@ -138,21 +149,21 @@ class FakeAfricasTalking:
         serve = threading.Thread(target=self.server.serve_forever, name="fake-at", daemon=True)
         serve.start()
         self._threads.append(serve)
-        for index in range(2):
+        for index in range(self.config.dlr_threads):
             poster = threading.Thread(target=self._post_reports, name=f"fake-at-dlr-{index}", daemon=True)
             poster.start()
             self._threads.append(poster)
         return self
 
     def serve_forever(self) -> None:
-        for index in range(2):
+        for index in range(self.config.dlr_threads):
             threading.Thread(target=self._post_reports, name=f"fake-at-dlr-{index}", daemon=True).start()
         self.server.serve_forever()
 
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-        for _ in range(2):
+        for _ in range(self.config.dlr_threads):
             self._reports.put(None)
 
     # --- behaviour ----------------------------------------------------------------------------
@@ -234,24 +245,49 @@ class FakeAfricasTalking:
         self._reports.put((time.monotonic() + self.config.dlr_delay, report))
 
     def _post_reports(self) -> None:
+        # One kept-alive connection per poster thread (reopened after any error), like AT's
+        # callbacks; a new connection per report would cost our endpoint more than the report.
+        conn: http.client.HTTPConnection | None = None
+        connected_to = ""
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
         while True:
             item = self._reports.get()
             if item is None:
+                if conn is not None:
+                    conn.close()
                 return
             due, report = item
             wait = due - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
             data = urllib.parse.urlencode(report).encode()
+            # Read per report: tests point the callback at their live server after start().
+            url = self.config.callback_url or ""
+            target = urllib.parse.urlsplit(url)
+            path = target.path + (f"?{target.query}" if target.query else "")
+            if conn is not None and url != connected_to:
+                conn.close()
+                conn = None
             for attempt in range(5):
                 try:
-                    request = urllib.request.Request(self.config.callback_url or "", data=data, method="POST")  # noqa: S310
-                    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local callback
-                        response.read()
+                    if conn is None:
+                        connected_to = url
+                        conn = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port or 80, timeout=10)
+                    conn.request("POST", path, body=data, headers=headers)
+                    response = conn.getresponse()
+                    response.read()
+                    if response.getheader("Connection", "").lower() == "close" or response.version == 10:
+                        conn.close()
+                        conn = None
+                    if response.status >= 400:
+                        raise OSError(f"callback answered {response.status}")
                     with self._lock:
                         self.reports_posted += 1
                     break
                 except Exception:  # noqa: BLE001 - our app may be restarting; AT retries too
+                    if conn is not None:
+                        conn.close()
+                        conn = None
                     time.sleep(0.2 * (attempt + 1))
             else:
                 with self._lock:

@@ -22,6 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--slow-rate", type=float, default=0.0)
         parser.add_argument("--slow-seconds", type=float, default=12.0)
         parser.add_argument("--dlr-delay", type=float, default=0.5, help="seconds before the delivery report")
+        parser.add_argument("--dlr-threads", type=int, default=4, help="concurrent delivery-report connections")
         parser.add_argument("--api-key", help="require this apiKey (HTTP 401 otherwise)")
         parser.add_argument(
             "--number-status",
@@ -43,6 +44,7 @@ class Command(BaseCommand):
             slow_rate=options["slow_rate"],
             slow_seconds=options["slow_seconds"],
             dlr_delay=options["dlr_delay"],
+            dlr_threads=options["dlr_threads"],
             number_status=number_status,
         )
         gateway = FakeAfricasTalking(config, host=options["host"], port=options["port"])
