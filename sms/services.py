@@ -17,14 +17,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from meters.phones import InvalidPhoneNumber, normalize_kenyan_phone
 
 from .backends import SendResult, get_backend
 from .models import DeliveryReport, Message
-from .ratelimit import acquire
+from .ratelimit import acquire, acquire_many
 
 logger = logging.getLogger(__name__)
 
@@ -258,9 +258,7 @@ def message_send(message_id: int) -> str | None:
     return message_record_result(message=message, result=_send_claimed(message))
 
 
-def _send_claimed(message: Message) -> SendResult:
-    if not acquire():
-        return SendResult.retry("the send-rate window stayed full", "RateLimited")
+def _backend_send(message: Message) -> SendResult:
     try:
         return get_backend().send(recipient=message.recipient, body=message.body, purpose=message.purpose)
     except Exception as exc:  # noqa: BLE001 - a backend bug must not leave the row in 'sending'
@@ -268,10 +266,54 @@ def _send_claimed(message: Message) -> SendResult:
         return SendResult.retry(f"{exc.__class__.__name__}: {exc}", "BackendError")
 
 
+def _send_claimed(message: Message) -> SendResult:
+    if not acquire():
+        return SendResult.retry("the send-rate window stayed full", "RateLimited")
+    return _backend_send(message)
+
+
+def _messages_mark_sent(accepted: Sequence[tuple[Message, SendResult]], now: dt.datetime) -> list[int]:
+    """Store what the gateway accepted, one UPDATE ... FROM (VALUES ...) for the lot."""
+    if not accepted:
+        return []
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            return [message.pk for message, result in accepted if _mark_sent(message, result, now)]
+    table = Message._meta.db_table
+    values = ", ".join(["(%s::bigint, %s::varchar, %s::numeric, %s::varchar)"] * len(accepted))
+    params: list[Any] = []
+    for message, result in accepted:
+        params += [message.pk, result.provider_message_id, result.cost, result.currency or ""]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS m SET status = %s, provider_message_id = v.pid, cost = v.cost, "  # noqa: S608
+            "currency = v.currency, sent_at = %s, last_error = '' "
+            f"FROM (VALUES {values}) AS v (id, pid, cost, currency) "
+            "WHERE m.id = v.id AND m.status IN (%s, %s) RETURNING m.id",
+            [Status.SENT, connection.ops.adapt_datetimefield_value(now), *params, Status.SENDING, Status.QUEUED],
+        )
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+def _messages_settle_sent(accepted: Sequence[tuple[Message, SendResult]]) -> int:
+    """After a chunk: store the accepted ids, count them, apply reports that beat us to it."""
+    stored = _messages_mark_sent(accepted, timezone.now())
+    if stored:
+        messages_count_sent(ids=stored)
+        provider_ids = [result.provider_message_id for message, result in accepted if message.pk in set(stored)]
+        delivery_reports_apply_pending(provider_message_ids=provider_ids)
+    return len(stored)
+
+
 def messages_send(*, ids: Sequence[int], queue: str, time_budget: float | None = None) -> int:
-    """Send the given messages: claim a few at a time, store each gateway answer as soon as it
-    arrives (so a killed worker can have at most the one in-flight message sent twice), and count
-    them set-based per handful.
+    """Send the given messages: claim a chunk (SMS_CLAIM_CHUNK), send each through the gateway,
+    then store the chunk's accepted ids in one statement and count them set-based.
+
+    Crash windows: the results of a chunk are stored in a `finally`, so a soft time limit, an
+    exception or a warm shutdown loses nothing. Only a hard kill (SIGKILL, power) between the
+    gateway's answer and that statement loses provider ids; those messages stay in 'sending' and
+    the sweep adopts the delivery report the gateway sends for their number (messages_reconcile)
+    instead of sending them again.
 
     Stops after `time_budget` seconds and hands the rest back to the queue, so one task never
     outlives Celery's time limit however slow the gateway is.
@@ -284,30 +326,89 @@ def messages_send(*, ids: Sequence[int], queue: str, time_budget: float | None =
         if time.monotonic() - started > budget:
             message_dispatch(list(ids[index:]), queue=queue)
             break
-        to_count = []
-        for message in messages_claim(list(ids[index : index + step])):
-            result = _send_claimed(message)
-            now = timezone.now()
-            if result.outcome == "sent":
-                if _mark_sent(message, result, now):
-                    to_count.append(message.pk)
-                    sent += 1
-            else:
-                message_record_result(message=message, result=result, now=now)
-        if to_count:
-            messages_count_sent(ids=to_count)
-            provider_ids = list(
-                DeliveryReport.objects.filter(
-                    applied_at__isnull=True,
-                    provider_message_id__in=Message.objects.filter(pk__in=to_count).values("provider_message_id"),
-                ).values_list("provider_message_id", flat=True)
-            )
-            for provider_id in provider_ids:
-                delivery_reports_apply_pending(provider_message_id=provider_id)
+        claimed = messages_claim(list(ids[index : index + step]))
+        accepted: list[tuple[Message, SendResult]] = []
+        allowance = 0
+        try:
+            for position, message in enumerate(claimed):
+                if allowance == 0:
+                    allowance = acquire_many(len(claimed) - position)
+                if allowance == 0:
+                    result = SendResult.retry("the send-rate window stayed full", "RateLimited")
+                else:
+                    allowance -= 1
+                    result = _backend_send(message)
+                if result.outcome == "sent":
+                    accepted.append((message, result))
+                else:
+                    message_record_result(message=message, result=result)
+        finally:
+            sent += _messages_settle_sent(accepted)
     return sent
 
 
 # --- delivery reports ------------------------------------------------------------------------
+
+
+def _report_receive_postgresql(
+    *,
+    provider_message_id: str,
+    status: str,
+    failure_reason: str,
+    phone_number: str,
+    network_code: str,
+    retry_count: int | None,
+) -> None:
+    """The whole report in one statement: store it (idempotent on the provider id), settle its
+    message if the id is known, bump the batch and campaign counters. At hundreds of reports a
+    second the endpoint must cost one round trip, not a dozen."""
+    from campaigns.models import Batch, Campaign
+
+    final = REPORT_STATUS.get(status)
+    message_table, report_table = Message._meta.db_table, DeliveryReport._meta.db_table
+    finals = list(REPORT_STATUS)
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    report_values = [provider_message_id, status, failure_reason, phone_number, network_code, retry_count, now]
+    with connection.cursor() as cursor:
+        if final is None:
+            # An intermediate report (Sent, Submitted, Buffered): kept as evidence the gateway took
+            # the message (the sweep's reconciliation reads it), nothing to settle.
+            cursor.execute(
+                f"INSERT INTO {report_table} (provider_message_id, status, failure_reason, phone_number, "  # noqa: S608
+                "network_code, retry_count, received_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (provider_message_id) DO NOTHING",
+                report_values,
+            )
+            return
+        column = "messages_delivered" if final == Status.DELIVERED else "messages_failed"
+        cursor.execute(
+            f"WITH known AS (SELECT 1 FROM {message_table} WHERE provider_message_id = %s), "  # noqa: S608
+            f"settled AS (UPDATE {message_table} SET status = %s, failure_reason = %s, delivered_at = %s "
+            "WHERE provider_message_id = %s AND status IN (%s, %s, %s) RETURNING batch_id), "
+            f"report AS (INSERT INTO {report_table} (provider_message_id, status, failure_reason, phone_number, "
+            "network_code, retry_count, received_at, applied_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, CASE WHEN EXISTS (SELECT 1 FROM known) THEN %s::timestamptz END) "
+            "ON CONFLICT (provider_message_id) DO UPDATE SET status = EXCLUDED.status, "
+            "failure_reason = EXCLUDED.failure_reason, applied_at = EXCLUDED.applied_at "
+            f"WHERE {report_table}.status NOT IN (%s, %s, %s) RETURNING 1), "
+            f"batch AS (UPDATE {Batch._meta.db_table} SET {column} = {column} + 1 "
+            "WHERE id IN (SELECT batch_id FROM settled) RETURNING campaign_id) "
+            f"UPDATE {Campaign._meta.db_table} SET {column} = {column} + 1 "
+            "WHERE id IN (SELECT campaign_id FROM batch)",
+            [
+                provider_message_id,
+                final,
+                "" if final == Status.DELIVERED else failure_reason,
+                now,
+                provider_message_id,
+                Status.SENDING,
+                Status.SENT,
+                Status.QUEUED,
+                *report_values,
+                now,
+                *finals,
+            ],
+        )
 
 
 def delivery_report_receive(
@@ -318,33 +419,92 @@ def delivery_report_receive(
     phone_number: str = "",
     network_code: str = "",
     retry_count: int | None = None,
-) -> DeliveryReport:
+) -> None:
     """Store a report (idempotent on the provider id) and apply it if it is final."""
+    values = {
+        "provider_message_id": provider_message_id[:64],
+        "status": status[:16],
+        "failure_reason": failure_reason[:64],
+        "phone_number": phone_number[:16],
+        "network_code": network_code[:8],
+        "retry_count": retry_count,
+    }
+    if connection.vendor == "postgresql":
+        _report_receive_postgresql(**values)
+        return
     with transaction.atomic():
         report, created = DeliveryReport.objects.select_for_update().get_or_create(
-            provider_message_id=provider_message_id[:64],
-            defaults={
-                "status": status[:16],
-                "failure_reason": failure_reason[:64],
-                "phone_number": phone_number[:16],
-                "network_code": network_code[:8],
-                "retry_count": retry_count,
-            },
+            provider_message_id=values.pop("provider_message_id"), defaults=values
         )
         if not created and report.status not in REPORT_STATUS and status in REPORT_STATUS:
             # An intermediate report (Sent, Buffered...) followed by the final one.
             report.status, report.failure_reason, report.applied_at = status[:16], failure_reason[:64], None
             report.save(update_fields=["status", "failure_reason", "applied_at"])
     if report.status in REPORT_STATUS and report.applied_at is None:
-        delivery_reports_apply_pending(provider_message_id=report.provider_message_id)
-    return report
+        delivery_reports_apply_pending(provider_message_ids=[report.provider_message_id])
 
 
-def delivery_reports_apply_pending(*, provider_message_id: str | None = None, limit: int = 5000) -> int:
+def _reports_apply_postgresql(provider_message_ids: Sequence[str] | None, limit: int) -> int:
+    """Set-based: settle the messages of final reports whose message id is known by now."""
+    message_table, report_table = Message._meta.db_table, DeliveryReport._meta.db_table
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    only = "AND d.provider_message_id = ANY(%s) " if provider_message_ids is not None else ""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "WITH r AS (SELECT d.id, d.provider_message_id, d.status, d.failure_reason "  # noqa: S608
+            f"FROM {report_table} d WHERE d.applied_at IS NULL AND d.status IN (%s, %s, %s) {only}"
+            f"AND EXISTS (SELECT 1 FROM {message_table} x WHERE x.provider_message_id = d.provider_message_id) "
+            "ORDER BY d.id LIMIT %s FOR UPDATE OF d SKIP LOCKED), "
+            f"settled AS (UPDATE {message_table} m SET "
+            "status = CASE r.status WHEN %s THEN %s WHEN %s THEN %s ELSE %s END, "
+            "failure_reason = CASE WHEN r.status = %s THEN '' ELSE r.failure_reason END, delivered_at = %s "
+            "FROM r WHERE m.provider_message_id = r.provider_message_id AND m.status IN (%s, %s, %s) "
+            "RETURNING m.batch_id, m.status), "
+            f"applied AS (UPDATE {report_table} d SET applied_at = %s FROM r WHERE d.id = r.id RETURNING 1) "
+            "SELECT batch_id, status, COUNT(*) FROM settled GROUP BY batch_id, status "
+            "UNION ALL SELECT NULL, 'applied', COUNT(*) FROM applied",
+            [
+                *REPORT_STATUS,
+                *([list(provider_message_ids)] if provider_message_ids is not None else []),
+                limit,
+                "Success",
+                Status.DELIVERED,
+                "Failed",
+                Status.FAILED,
+                Status.REJECTED,
+                "Success",
+                now,
+                Status.SENDING,
+                Status.SENT,
+                Status.QUEUED,
+                now,
+            ],
+        )
+        rows = cursor.fetchall()
+        applied = 0
+        for batch_id, status, count in sorted(rows, key=lambda row: (row[0] is None, row[0] or 0, row[1])):
+            if status == "applied":
+                applied = count
+            elif status == Status.DELIVERED:
+                _batch_counters(batch_id, delivered=count)
+            else:
+                _batch_counters(batch_id, failed=count)
+    return applied
+
+
+def delivery_reports_apply_pending(
+    *, provider_message_ids: Sequence[str] | None = None, provider_message_id: str | None = None, limit: int = 5000
+) -> int:
     """Apply final reports to their messages (those whose message id is known by now)."""
-    pending = DeliveryReport.objects.filter(applied_at__isnull=True, status__in=list(REPORT_STATUS))
     if provider_message_id is not None:
-        pending = pending.filter(provider_message_id=provider_message_id)
+        provider_message_ids = [provider_message_id]
+    if provider_message_ids is not None and not provider_message_ids:
+        return 0
+    if connection.vendor == "postgresql":
+        return _reports_apply_postgresql(provider_message_ids, limit)
+    pending = DeliveryReport.objects.filter(applied_at__isnull=True, status__in=list(REPORT_STATUS))
+    if provider_message_ids is not None:
+        pending = pending.filter(provider_message_id__in=list(provider_message_ids))
     applied = 0
     for report in pending.order_by("pk")[:limit]:
         with transaction.atomic():
@@ -390,22 +550,82 @@ def _broker_queue_length(queue: str) -> int:
         return 0
 
 
+def messages_reconcile(*, now: dt.datetime | None = None) -> int:
+    """Adopt the delivery reports of messages a lost worker sent but never recorded.
+
+    Africa's Talking has no idempotency key, so re-sending a message stuck in 'sending' would
+    send it twice if the gateway took it before the worker died. The gateway reports on every
+    message it took, with the recipient's number; a report nobody claimed (its id is on no
+    message), for the number of a stuck message, received after that message was claimed, is
+    that message's. Pairs are made per number in time order, so two stuck messages to one number
+    take two reports. Returns the number of messages adopted (now sent, and settled if final).
+    """
+    now = now or timezone.now()
+    stale_before = now - dt.timedelta(seconds=settings.SMS_SENDING_STALE_SECONDS)
+    stuck = list(
+        Message.objects.filter(status=Status.SENDING, claimed_at__lt=stale_before)
+        .order_by("claimed_at", "pk")
+        .values_list("pk", "recipient", "claimed_at")[: settings.SMS_SWEEP_LIMIT]
+    )
+    if not stuck:
+        return 0
+    orphans = (
+        DeliveryReport.objects.filter(
+            applied_at__isnull=True,
+            phone_number__in=sorted({recipient for _, recipient, _ in stuck}),
+            received_at__gte=min(claimed_at for _, _, claimed_at in stuck),
+        )
+        .filter(~Exists(Message.objects.filter(provider_message_id=OuterRef("provider_message_id"))))
+        .order_by("received_at", "pk")
+        .values_list("provider_message_id", "phone_number", "received_at")
+    )
+    reports: dict[str, list[tuple[str, dt.datetime]]] = {}
+    for provider_id, phone, received_at in orphans:
+        reports.setdefault(phone, []).append((provider_id, received_at))
+    adopted: list[int] = []
+    adopted_ids: list[str] = []
+    for pk, recipient, claimed_at in stuck:
+        candidates = reports.get(recipient) or []
+        while candidates and candidates[0][1] < claimed_at:
+            candidates.pop(0)  # before this claim: not this send (an earlier, recorded, attempt)
+        if not candidates:
+            continue
+        provider_id, received_at = candidates.pop(0)
+        # Conditional: a worker that was only slow, not dead, may have stored it meanwhile.
+        if Message.objects.filter(pk=pk, status=Status.SENDING).update(
+            status=Status.SENT,
+            provider_message_id=provider_id,
+            sent_at=received_at,
+            last_error="adopted by the sweep: the gateway reported on it after its worker was lost",
+        ):
+            adopted.append(pk)
+            adopted_ids.append(provider_id)
+    if adopted:
+        logger.warning("sweep: %d SMS stuck in 'sending' were taken by the gateway; not sending again", len(adopted))
+        messages_count_sent(ids=adopted)
+        delivery_reports_apply_pending(provider_message_ids=adopted_ids)
+    return len(adopted)
+
+
 def messages_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
     """Recover from crashes and broker outages. Safe to run any number of times, anywhere.
 
     - messages stuck in 'sending' longer than SMS_SENDING_STALE_SECONDS (a worker died mid-send)
-      go back to queued;
+      whose number has an unclaimed delivery report since their claim are adopted (the gateway
+      took them: messages_reconcile); those without one after SMS_DLR_GRACE_SECONDS go back to
+      queued and are sent again;
     - final delivery reports that arrived before their message id was stored are applied;
     - when a queue has drained, due queued messages (lost tasks, retries, broker outages) are
       published again; claiming makes a second task for the same message harmless.
     """
     now = now or timezone.now()
-    stale_before = now - dt.timedelta(seconds=settings.SMS_SENDING_STALE_SECONDS)
-    requeued = Message.objects.filter(status=Status.SENDING, claimed_at__lt=stale_before).update(
+    adopted = messages_reconcile(now=now)
+    wait = max(settings.SMS_SENDING_STALE_SECONDS, settings.SMS_DLR_GRACE_SECONDS)
+    requeued = Message.objects.filter(status=Status.SENDING, claimed_at__lt=now - dt.timedelta(seconds=wait)).update(
         status=Status.QUEUED, next_attempt_at=now, last_error="requeued by the sweep: the worker was lost mid-send"
     )
     if requeued:
-        logger.warning("sweep: %d SMS were stuck in 'sending' and are queued again", requeued)
+        logger.warning("sweep: %d SMS were stuck in 'sending' with no report from the gateway; queued again", requeued)
     uncounted = list(
         Message.objects.filter(sent_counted=False, sent_at__isnull=False)
         .order_by("pk")
@@ -435,4 +655,10 @@ def messages_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
     from campaigns.services import batches_open_finished
 
     opened = batches_open_finished()
-    return {"requeued": requeued, "reports": reports, "dispatched": dispatched, "batches_opened": opened}
+    return {
+        "adopted": adopted,
+        "requeued": requeued,
+        "reports": reports,
+        "dispatched": dispatched,
+        "batches_opened": opened,
+    }

@@ -178,9 +178,12 @@ SMS_MAX_ATTEMPTS = int(os.environ.get("SMS_MAX_ATTEMPTS", "6"))
 SMS_RETRY_BASE_SECONDS = float(os.environ.get("SMS_RETRY_BASE_SECONDS", "30"))
 SMS_RETRY_MAX_SECONDS = float(os.environ.get("SMS_RETRY_MAX_SECONDS", "900"))  # below the visibility timeout
 SMS_SENDING_STALE_SECONDS = float(os.environ.get("SMS_SENDING_STALE_SECONDS", "120"))
+# A message stuck in sending is re-sent only after this long without a delivery report for its number
+# (longer than the gateway takes to report); a report in that time means the gateway took it.
+SMS_DLR_GRACE_SECONDS = float(os.environ.get("SMS_DLR_GRACE_SECONDS", "180"))
 SMS_TASK_TIME_BUDGET = float(os.environ.get("SMS_TASK_TIME_BUDGET", "60"))  # below CELERY_TASK_SOFT_TIME_LIMIT
 SMS_DISPATCH_CHUNK = int(os.environ.get("SMS_DISPATCH_CHUNK", "100"))
-SMS_CLAIM_CHUNK = int(os.environ.get("SMS_CLAIM_CHUNK", "20"))  # claimed together; counted together
+SMS_CLAIM_CHUNK = int(os.environ.get("SMS_CLAIM_CHUNK", "100"))  # claimed together; stored set-based together
 SMS_SWEEP_LIMIT = int(os.environ.get("SMS_SWEEP_LIMIT", "50000"))
 SMS_CODES_QUEUE = "sms_codes"
 SMS_NOTICE_QUEUE = "sms_notices"

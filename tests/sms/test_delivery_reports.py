@@ -82,3 +82,18 @@ def test_a_report_that_beats_the_worker_is_applied_later(client, settings):
     assert messages_sweep()["reports"] == 1
     message.refresh_from_db()
     assert message.status == "delivered"
+
+
+def test_an_intermediate_report_then_the_final_one(client, settings, sent_notice):
+    url = URL.format(settings.SMS_DELIVERY_REPORT_SECRET)
+    client.post(url, {"id": sent_notice.provider_message_id, "status": "Buffered", "phoneNumber": "+254712345678"})
+    sent_notice.refresh_from_db()
+    assert sent_notice.status == "sent"
+    client.post(url, {"id": sent_notice.provider_message_id, "status": "Failed", "failureReason": "AbsentSubscriber"})
+    client.post(url, {"id": sent_notice.provider_message_id, "status": "Sent"})  # late, out of order: ignored
+    sent_notice.refresh_from_db()
+    assert (sent_notice.status, sent_notice.failure_reason) == ("failed", "AbsentSubscriber")
+    report = DeliveryReport.objects.get()
+    assert (report.status, report.applied_at is not None) == ("Failed", True)
+    batch = Batch.objects.get(pk=sent_notice.batch_id)
+    assert (batch.messages_delivered, batch.messages_failed, batch.campaign.messages_failed) == (0, 1, 1)

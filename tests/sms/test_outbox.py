@@ -53,7 +53,8 @@ def test_queueing_survives_a_broker_outage(django_capture_on_commit_callbacks, m
 
 
 def _queued(**fields) -> Message:
-    return Message.objects.create(recipient="+254712345678", body="x", purpose="codes", **fields)
+    fields.setdefault("recipient", "+254712345678")
+    return Message.objects.create(body="x", purpose="codes", **fields)
 
 
 def test_only_one_claim_wins():
@@ -105,3 +106,51 @@ def test_the_sweep_requeues_messages_stuck_in_sending(settings):
     busy.refresh_from_db()
     assert stuck.status == "sent" and stuck.attempts == 2  # re-queued, then re-sent (eager)
     assert busy.status == "sending"
+
+
+def _report(provider_id: str, phone: str, status: str = "Success", *, ago: float = 0.0) -> None:
+    from sms.models import DeliveryReport
+
+    report = DeliveryReport.objects.create(provider_message_id=provider_id, status=status, phone_number=phone)
+    DeliveryReport.objects.filter(pk=report.pk).update(received_at=timezone.now() - dt.timedelta(seconds=ago))
+
+
+def test_the_sweep_adopts_a_report_for_a_stuck_message_instead_of_sending_it_again(settings):
+    settings.SMS_SENDING_STALE_SECONDS, settings.SMS_DLR_GRACE_SECONDS = 60, 600
+    claimed = timezone.now() - dt.timedelta(minutes=5)
+    stuck = _queued(status="sending", claimed_at=claimed, attempts=1)
+    other = _queued(recipient="+254700000002", status="sending", claimed_at=claimed, attempts=1)
+    _report("ATXid_lost", stuck.recipient, ago=200)  # after the claim: the gateway took it
+    _report("ATXid_older", other.recipient, ago=400)  # before its claim: an earlier send, not this one
+    result = messages_sweep()
+    assert (result["adopted"], result["requeued"]) == (1, 0)
+    stuck.refresh_from_db()
+    assert (stuck.status, stuck.provider_message_id, stuck.attempts) == ("delivered", "ATXid_lost", 1)
+    assert MemoryBackend.outbox == []  # nothing sent again
+    other.refresh_from_db()
+    assert other.status == "sending"  # no evidence yet, inside the grace period
+
+
+def test_a_stuck_message_without_any_report_is_sent_again_after_the_grace_period(settings):
+    settings.SMS_SENDING_STALE_SECONDS, settings.SMS_DLR_GRACE_SECONDS = 60, 600
+    stuck = _queued(status="sending", claimed_at=timezone.now() - dt.timedelta(minutes=5), attempts=1)
+    Message.objects.update(created_at=timezone.now() - dt.timedelta(minutes=20))
+    assert messages_sweep()["requeued"] == 0
+    Message.objects.filter(pk=stuck.pk).update(claimed_at=timezone.now() - dt.timedelta(minutes=11))
+    assert messages_sweep()["requeued"] == 1
+    stuck.refresh_from_db()
+    assert (stuck.status, stuck.attempts) == ("sent", 2)
+    assert [sms.recipient for sms in MemoryBackend.outbox] == [stuck.recipient]
+
+
+def test_two_stuck_messages_to_one_number_take_one_report_each(settings):
+    settings.SMS_SENDING_STALE_SECONDS, settings.SMS_DLR_GRACE_SECONDS = 60, 600
+    claimed = timezone.now() - dt.timedelta(minutes=5)
+    first = _queued(status="sending", claimed_at=claimed, attempts=1)
+    second = _queued(status="sending", claimed_at=claimed, attempts=1)
+    _report("ATXid_one", first.recipient, ago=100)
+    assert messages_sweep()["adopted"] == 1
+    _report("ATXid_two", first.recipient, status="Sent", ago=50)  # an intermediate report is evidence too
+    assert messages_sweep()["adopted"] == 1
+    statuses = dict(Message.objects.filter(pk__in=[first.pk, second.pk]).values_list("provider_message_id", "status"))
+    assert statuses == {"ATXid_one": "delivered", "ATXid_two": "sent"}
