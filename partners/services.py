@@ -153,6 +153,17 @@ _RESERVE_SQL = (
     f"UPDATE {PartnerDailyTotal._meta.db_table} SET amount = amount + %s, vend_count = vend_count + 1 "  # noqa: S608
     "WHERE partner_id = %s AND day = %s AND amount <= %s"
 )
+# SQLite keeps decimals as binary floating point, so a running total of cents drifts (500.10 + 500.20
+# is 1000.3000000000001 there) and a vend up to the exact limit would be refused: round to cents.
+# (CAST: a rounded value has no column affinity, and SQLite would compare it with the text parameter as text.)
+_RESERVE_SQL_FLOAT = (
+    f"UPDATE {PartnerDailyTotal._meta.db_table} SET amount = ROUND(amount + %s, 2), "  # noqa: S608
+    "vend_count = vend_count + 1 WHERE partner_id = %s AND day = %s AND ROUND(amount, 2) <= CAST(%s AS NUMERIC)"
+)
+
+
+def _postgres() -> bool:
+    return connection.vendor == "postgresql"
 
 
 def partner_daily_reserve(*, partner: Partner, amount: Decimal, day: date) -> bool:
@@ -169,14 +180,15 @@ def partner_daily_reserve(*, partner: Partner, amount: Decimal, day: date) -> bo
     if headroom < 0:
         return False
     params = [amount, partner.pk, day, headroom]
+    sql = _RESERVE_SQL if _postgres() else _RESERVE_SQL_FLOAT
     with connection.cursor() as cursor:
-        cursor.execute(_RESERVE_SQL, params)
+        cursor.execute(sql, params)
         if cursor.rowcount:
             return True
         if PartnerDailyTotal.objects.filter(partner=partner, day=day).exists():
             return False
         PartnerDailyTotal.objects.bulk_create([PartnerDailyTotal(partner=partner, day=day)], ignore_conflicts=True)
-        cursor.execute(_RESERVE_SQL, params)
+        cursor.execute(sql, params)
         return bool(cursor.rowcount)
 
 

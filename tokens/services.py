@@ -7,6 +7,11 @@ daily total and the customer SMS in the outbox. Nothing is half done; an SMS is 
 
 Decoder keys are derived inside these functions and dropped when they return; neither they nor
 token digits are ever logged.
+
+The hot path's statements are written for PostgreSQL (production, CI); on other databases (SQLite:
+the embedded demo and `make test`) the same steps run as portable statements, chosen by
+`_postgres()`. Only the statements differ: the rules, codes, TIDs and responses are one code path,
+and tests/vending/test_portable.py runs one scenario through both and compares the results.
 """
 
 from __future__ import annotations
@@ -229,7 +234,12 @@ post_save.connect(vending_key_cache_clear, sender=VendingKey, dispatch_uid="toke
 post_delete.connect(vending_key_cache_clear, sender=VendingKey, dispatch_uid="tokens.vending_key_cache_clear_del")
 
 
-def _decoder_key(meter: Meter, pan: str, key: MeterKey) -> bytes:
+def meter_decoder_key(*, meter: Meter, key: MeterKey, pan: str | None = None) -> bytes:
+    """The meter's decoder key under `key` (derived now, never stored: drop it after use).
+
+    Raises errors.VendingUnavailable when the vending key for the key's supply group and revision
+    is not loaded or cannot be unwrapped. `pan` may be passed when the caller already has it.
+    """
     try:
         vending_key = _vending_key(key.sgc, key.krn)
     except VendingKeyNotFound:
@@ -240,7 +250,7 @@ def _decoder_key(meter: Meter, pan: str, key: MeterKey) -> bytes:
     return derive_decoder_key(
         dkga=meter.dkga,
         vending_key=vending_key,
-        pan=pan,
+        pan=pan or pan_from_meter_number(meter.meter_number),
         sgc=key.sgc,
         ti=meter.ti,
         krn=key.krn,
@@ -250,10 +260,17 @@ def _decoder_key(meter: Meter, pan: str, key: MeterKey) -> bytes:
     )
 
 
+def _postgres() -> bool:
+    """Whether the vend's PostgreSQL statements apply (LATERAL joins, data-modifying CTEs, FOR UPDATE).
+
+    Other databases (SQLite for the demo and `make test`) run portable statements with the same
+    effect; the business rules around them are the same code either way."""
+    return connection.vendor == "postgresql"
+
+
 _COUNTER_TABLE = TidCounter._meta.db_table
-_LOCK_COUNTER_SQL = (
-    f"SELECT id, last_tid FROM {_COUNTER_TABLE} WHERE meter_id = %s AND sgc = %s AND krn = %s FOR UPDATE"  # noqa: S608 - our table
-)
+_COUNTER_SQL = f"SELECT id, last_tid FROM {_COUNTER_TABLE} WHERE meter_id = %s AND sgc = %s AND krn = %s"  # noqa: S608
+_LOCK_COUNTER_SQL = f"{_COUNTER_SQL} FOR UPDATE"
 
 
 def _lock_counter(meter: Meter, key: MeterKey) -> TidCounter:
@@ -262,8 +279,11 @@ def _lock_counter(meter: Meter, key: MeterKey) -> TidCounter:
 
     Returns an instance carrying only id and last_tid (a row lock, not a record to save)."""
     params = [meter.pk, key.sgc, key.krn]
+    # SQLite has no row locks: its transactions begin IMMEDIATE (settings), so the writer lock taken
+    # at BEGIN already serialises every vend; a plain SELECT is the same guarantee there.
+    select = _LOCK_COUNTER_SQL if connection.features.has_select_for_update else _COUNTER_SQL
     with connection.cursor() as cursor:
-        cursor.execute(_LOCK_COUNTER_SQL, params)
+        cursor.execute(select, params)
         row = cursor.fetchone()
         if row is None:
             cursor.execute(
@@ -271,7 +291,7 @@ def _lock_counter(meter: Meter, key: MeterKey) -> TidCounter:
                 "VALUES (%s, %s, %s, %s, NULL, %s) ON CONFLICT (meter_id, sgc, krn) DO NOTHING",
                 [*params, key.base_date, connection.ops.adapt_datetimefield_value(timezone.now())],
             )
-            cursor.execute(_LOCK_COUNTER_SQL, params)
+            cursor.execute(select, params)
             row = cursor.fetchone()
     return TidCounter(pk=row[0], meter_id=meter.pk, sgc=key.sgc, krn=key.krn, last_tid=row[1])
 
@@ -300,8 +320,8 @@ def _key_change_set_under_lock(meter: Meter, campaign: Any, pan: str) -> KeyChan
     new = _campaign_key(meter, campaign)
     codes = key_change_tokens(
         ea=meter.ea,
-        old_key=_decoder_key(meter, pan, old),
-        new_key=_decoder_key(meter, pan, new),
+        old_key=meter_decoder_key(meter=meter, key=old, pan=pan),
+        new_key=meter_decoder_key(meter=meter, key=new, pan=pan),
         new_krn=new.krn,
         new_kt=meter.kt,
         new_ti=meter.ti,
@@ -520,16 +540,42 @@ class _VendSql:
         ]
         holders = ", ".join(["%s"] * len(vend_columns))
         token_holders = ", ".join(["%s"] * len(token_columns))
+        # The three parts, each a statement of its own for databases without data-modifying CTEs
+        # (SQLite has INSERT ... ON CONFLICT DO NOTHING RETURNING since 3.35); PostgreSQL runs them as one.
+        cls.vend_insert = (
+            f"INSERT INTO {Vend._meta.db_table} ({', '.join(vend_columns)}) VALUES ({holders}) "  # noqa: S608
+            "ON CONFLICT (partner_id, reference) DO NOTHING RETURNING id"
+        )
+        cls.counter_update = f"UPDATE {_COUNTER_TABLE} SET last_tid = %s, updated_at = %s WHERE id = %s"  # noqa: S608
+        token_into = f"INSERT INTO {IssuedToken._meta.db_table} ({', '.join(token_columns)}, vend_id)"
+        cls.token_insert = f"{token_into} VALUES ({token_holders}, %s) RETURNING id"
+        cls.issue_split = (len(vend_columns), len(vend_columns) + 3)  # where the counter's and token's params start
         cls.issue = (
-            f"WITH v AS (INSERT INTO {Vend._meta.db_table} ({', '.join(vend_columns)}) VALUES ({holders}) "  # noqa: S608
-            "ON CONFLICT (partner_id, reference) DO NOTHING RETURNING id), "
-            f"c AS (UPDATE {_COUNTER_TABLE} SET last_tid = %s, updated_at = %s "
-            "WHERE id = %s AND EXISTS (SELECT 1 FROM v)), "
-            f"t AS (INSERT INTO {IssuedToken._meta.db_table} ({', '.join(token_columns)}, vend_id) "
-            f"SELECT {token_holders}, v.id FROM v RETURNING id) "
+            f"WITH v AS ({cls.vend_insert}), "  # noqa: S608 - our tables
+            f"c AS ({cls.counter_update} AND EXISTS (SELECT 1 FROM v)), "
+            f"t AS ({token_into} SELECT {token_holders}, v.id FROM v RETURNING id) "
             "SELECT (SELECT id FROM v), (SELECT id FROM t)"
         )
         cls._built = True
+
+
+def _vend_rows_insert(params: list[Any]) -> tuple[int | None, int | None]:
+    """Insert the vend, write the counter's new TID and insert the credit token (params in that order,
+    as _VendSql.issue takes them). Returns (vend id, token id), or (None, None) when a vend with this
+    partner and reference exists: then nothing is written."""
+    sql = _VendSql
+    with connection.cursor() as cursor:
+        if _postgres():
+            cursor.execute(sql.issue, params)
+            return cursor.fetchone()
+        counter_at, token_at = sql.issue_split
+        cursor.execute(sql.vend_insert, params[:counter_at])
+        row = cursor.fetchone()
+        if row is None:
+            return None, None
+        cursor.execute(sql.counter_update, params[counter_at:token_at])
+        cursor.execute(sql.token_insert, [*params[token_at:], row[0]])
+        return row[0], cursor.fetchone()[0]
 
 
 def _from_row(model: Any, names: list[str], row: tuple, start: int) -> Any:
@@ -560,6 +606,8 @@ def _meter_for_vend(meter_number: str) -> tuple[Meter, Any, KeyChangeSet | None]
     key change set from the register key, in one statement; None if there is no such meter."""
     if not _VendSql._built:
         _VendSql.build()
+    if not _postgres():
+        return _meter_for_vend_orm(meter_number)
     from campaigns.models import Campaign, Enrollment
 
     sql = _VendSql
@@ -582,6 +630,22 @@ def _meter_for_vend(meter_number: str) -> tuple[Meter, Any, KeyChangeSet | None]
     at += len(sql.enrollment_fields) + len(sql.campaign_fields)
     latest_set = _from_row(KeyChangeSet, sql.set_fields, row, at) if row[at] is not None else None
     return meter, enrollment, latest_set
+
+
+def _meter_for_vend_orm(meter_number: str) -> tuple[Meter, Any, KeyChangeSet | None] | None:
+    """_meter_for_vend through the services its statement stands in for (three queries, any database)."""
+    from campaigns.services import enrollment_for_meter
+
+    meter = Meter.objects.filter(meter_number=meter_number).first()
+    if meter is None:
+        return None
+    enrollment = enrollment_for_meter(meter)
+    if enrollment is not None:
+        enrollment.meter = meter
+    return meter, enrollment, _latest_key_change_set(meter)
+
+
+_PUBLIC_ID_FIELD = Vend._meta.get_field("public_id")
 
 
 class _DuplicateInsert(Exception):
@@ -616,7 +680,8 @@ def vend_create(
 
     Exactly one vend per (partner, reference), by the unique constraint: the vend row is inserted
     with ON CONFLICT DO NOTHING in the transaction's main statement, so a concurrent duplicate waits
-    for the first to commit, inserts nothing, rolls back whatever it prepared and replays it.
+    for the first to commit, inserts nothing, rolls back whatever it prepared and replays it. (On
+    SQLite the IMMEDIATE transaction's writer lock makes the duplicate wait before it starts.)
     """
     try:
         meter_number = validate_meter_number(meter_number)
@@ -697,7 +762,7 @@ def _vend_issue(
             key_change_set = _key_change_set_under_lock(meter, plan.campaign, pan)
         codes = list(key_change_set.codes)
     tid = _next_tid(counter, plan.key, now)
-    decoder_key = _decoder_key(meter, pan, plan.key)
+    decoder_key = meter_decoder_key(meter=meter, key=plan.key, pan=pan)
     digits = credit_token(ea=meter.ea, decoder_key=decoder_key, tid=tid, amount_field=amount_field, ken=plan.key.ken)
     del decoder_key
 
@@ -721,44 +786,41 @@ def _vend_issue(
     }
     response_body = json.dumps(body, separators=(",", ":"))
     adapt = connection.ops.adapt_datetimefield_value
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _VendSql.issue,
-            [
-                # the vend
-                public_id,
-                partner.pk,
-                reference,
-                fingerprint,
-                meter.pk,
-                amount,
-                units,
-                customer_phone,
-                key_change_set.pk if key_change_set is not None else None,
-                201,
-                response_body,
-                adapt(created_at),
-                # the counter
-                tid,
-                adapt(created_at),
-                counter.pk,
-                # the credit token
-                meter.pk,
-                IssuedToken.Kind.CREDIT,
-                0,
-                0,
-                plan.key.sgc,
-                plan.key.krn,
-                plan.key.base_date,
-                tid,
-                units,
-                None,
-                digits,
-                adapt(created_at),
-                actor_label,
-            ],
-        )
-        vend_id, token_id = cursor.fetchone()
+    vend_id, token_id = _vend_rows_insert(
+        [
+            # the vend
+            _PUBLIC_ID_FIELD.get_db_prep_value(public_id, connection),  # a UUID, or its hex text on SQLite
+            partner.pk,
+            reference,
+            fingerprint,
+            meter.pk,
+            amount,
+            units,
+            customer_phone,
+            key_change_set.pk if key_change_set is not None else None,
+            201,
+            response_body,
+            adapt(created_at),
+            # the counter
+            tid,
+            adapt(created_at),
+            counter.pk,
+            # the credit token
+            meter.pk,
+            IssuedToken.Kind.CREDIT,
+            0,
+            0,
+            plan.key.sgc,
+            plan.key.krn,
+            plan.key.base_date,
+            tid,
+            units,
+            None,
+            digits,
+            adapt(created_at),
+            actor_label,
+        ]
+    )
     if vend_id is None:
         raise _DuplicateInsert()
     vend = Vend(
@@ -984,7 +1046,12 @@ def management_token_issue(
         counter = _lock_counter(meter, key)
         tid = _allocate_tid(counter, key, now)
         digits = management_token(
-            ea=meter.ea, decoder_key=_decoder_key(meter, pan, key), subclass=subclass, tid=tid, value=value, ken=key.ken
+            ea=meter.ea,
+            decoder_key=meter_decoder_key(meter=meter, key=key, pan=pan),
+            subclass=subclass,
+            tid=tid,
+            value=value,
+            ken=key.ken,
         )
         token = IssuedToken.objects.create(
             meter=meter,
