@@ -19,10 +19,10 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from meters.models import Meter
-from tokens.custody import VendingKeyError, VendingKeyNotFound, vending_key_get
+from tokens.errors import VendingUnavailable
 from tokens.models import IssuedToken, KeyChangeSet
-from tokens.services import MeterKey, meter_last_tokens, meter_update_codes, vend_sms_resend
-from tokens.sts import StsError, decode_token, derive_decoder_key, pan_from_meter_number, tid_to_datetime
+from tokens.services import MeterKey, meter_decoder_key, meter_last_tokens, meter_update_codes, vend_sms_resend
+from tokens.sts import StsError, decode_token, tid_to_datetime
 
 from .models import CareCase, CaseComment, TokenDigest
 
@@ -342,20 +342,9 @@ def _meter_keys(meter: Meter) -> list[_KeyRole]:
 
 def _decoder_key(meter: Meter, key: MeterKey) -> bytes | None:
     try:
-        vending_key = vending_key_get(sgc=key.sgc, krn=key.krn)
-    except (VendingKeyNotFound, VendingKeyError):
-        return None
-    return derive_decoder_key(
-        dkga=meter.dkga,
-        vending_key=vending_key,
-        pan=pan_from_meter_number(meter.meter_number),
-        sgc=key.sgc,
-        ti=meter.ti,
-        krn=key.krn,
-        kt=meter.kt,
-        base_date=key.base_date,
-        ea=meter.ea,
-    )
+        return meter_decoder_key(meter=meter, key=key)
+    except VendingUnavailable:
+        return None  # that key's vending key is not loaded here: try the meter's other keys
 
 
 def _near_miss(typed: str, known: str) -> str:
