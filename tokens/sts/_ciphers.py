@@ -50,6 +50,8 @@ def key_length(ea: str) -> int:
 
 
 def check_key(ea: str, key: bytes, what: str = "decoder key") -> bytes:
+    if type(key) is bytes and len(key) == _KEY_LENGTHS.get(ea):  # the usual case, once per token
+        return key
     if type(key) is not bytes and not isinstance(key, bytes | bytearray):
         raise InvalidKey(f"{what} must be bytes, got {type(key).__name__}")
     expected = _KEY_LENGTHS.get(ea) or key_length(ea)  # ea is usually normalised already

@@ -36,7 +36,16 @@ from ._errors import UnknownAlgorithm
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["PRODUCTION", "SAMPLE", "StaCipher", "StaTables", "reference_decrypt", "reference_encrypt", "tables_by_name"]
+__all__ = [
+    "PRODUCTION",
+    "SAMPLE",
+    "StaCipher",
+    "StaTables",
+    "reference_decrypt",
+    "reference_encrypt",
+    "sta_encrypt_blocks",
+    "tables_by_name",
+]
 
 _MASK64 = (1 << 64) - 1
 _MASK80 = (1 << 80) - 1
@@ -288,6 +297,57 @@ def _spread_key_bits(key: int, spread_in: list[list[int]]) -> tuple[int, int, in
     )
 
 
+def _encrypt_schedule(key: bytes, fast: _FastTables) -> bytes:
+    """32 bytes: round r's selector bits for nibbles 0..7 (byte 2r) and 8..15 (byte 2r+1)."""
+    g0, g1, g2, g3, g4, g5, g6, g7 = fast.enc_gather
+    k0, k1, k2, k3, k4, k5, k6, k7 = key  # big-endian key bytes
+    return (g0[k0] | g1[k1] | g2[k2] | g3[k3] | g4[k4] | g5[k5] | g6[k6] | g7[k7]).to_bytes(32, "little")
+
+
+def _encrypt(block: int, schedule: bytes, fast: _FastTables) -> int:
+    # The hottest code of the engine (three blocks per meter re-keyed): keep it this flat.
+    lo_tables, hi_tables = fast.enc_lo, fast.enc_hi
+    selectors = iter(schedule)
+    x = block
+    for lo, hi in zip(selectors, selectors, strict=True):  # (byte 2r, byte 2r+1) per round
+        t0, t1, t2, t3 = lo_tables[lo]
+        t4, t5, t6, t7 = hi_tables[hi]
+        # bytes of a bytes object are cached small ints: cheaper than eight shift-and-masks
+        b0, b1, b2, b3, b4, b5, b6, b7 = x.to_bytes(8, "little")
+        # The eight contributions have disjoint bits (PERM is a permutation), so + is the same
+        # as |, and 10% faster: CPython 3.11 specialises int + but not int |.
+        x = t0[b0] + t1[b1] + t2[b2] + t3[b3] + t4[b4] + t5[b5] + t6[b6] + t7[b7]
+    return x
+
+
+def _encrypt_pair(first: int, second: int, schedule: bytes, fast: _FastTables) -> tuple[int, int]:
+    """Two blocks under one key in one pass: the KCT pair. Sharing the per-round table choice
+    saves ~1.3 us against two :func:`_encrypt` calls."""
+    lo_tables, hi_tables = fast.enc_lo, fast.enc_hi
+    selectors = iter(schedule)
+    x, y = first, second
+    for lo, hi in zip(selectors, selectors, strict=True):
+        t0, t1, t2, t3 = lo_tables[lo]
+        t4, t5, t6, t7 = hi_tables[hi]
+        b0, b1, b2, b3, b4, b5, b6, b7 = x.to_bytes(8, "little")
+        x = t0[b0] + t1[b1] + t2[b2] + t3[b3] + t4[b4] + t5[b5] + t6[b6] + t7[b7]
+        b0, b1, b2, b3, b4, b5, b6, b7 = y.to_bytes(8, "little")
+        y = t0[b0] + t1[b1] + t2[b2] + t3[b3] + t4[b4] + t5[b5] + t6[b6] + t7[b7]
+    return x, y
+
+
+def sta_encrypt_blocks(key: bytes, blocks: Sequence[int], tables: StaTables = PRODUCTION) -> list[int]:
+    """Encrypt ``blocks`` under one 8-byte decoder key (validated by the caller).
+
+    What the single-token functions use: the same as ``StaCipher`` without creating the object.
+    """
+    fast = _fast(tables)
+    schedule = _encrypt_schedule(key, fast)
+    if len(blocks) == 2:  # the EA07 key change pair
+        return list(_encrypt_pair(blocks[0], blocks[1], schedule, fast))
+    return [_encrypt(block, schedule, fast) for block in blocks]
+
+
 class StaCipher:
     """EA07 with one decoder key; key schedules are computed once per object and direction."""
 
@@ -298,12 +358,6 @@ class StaCipher:
         self._fast = _fast(tables)
         self._enc_ks: bytes | None = None
         self._dec_ks: tuple[int, ...] | None = None
-
-    def _encrypt_schedule(self) -> bytes:
-        # 32 bytes: round r's selector bits for nibbles 0..7 (byte 2r) and 8..15 (byte 2r+1).
-        g0, g1, g2, g3, g4, g5, g6, g7 = self._fast.enc_gather
-        k0, k1, k2, k3, k4, k5, k6, k7 = self._key.to_bytes(8, "big")
-        return (g0[k0] | g1[k1] | g2[k2] | g3[k3] | g4[k4] | g5[k5] | g6[k6] | g7[k7]).to_bytes(32, "little")
 
     def _decrypt_schedule(self) -> tuple[int, ...]:
         # Round r uses bit 4i of ROTR(DK, r) = bit 4(i+q) + t of DK for r = 4q + t: slot word S[t]
@@ -319,23 +373,10 @@ class StaCipher:
         )  # fmt: skip
 
     def encrypt(self, block: int) -> int:
-        # The hottest code of the engine (three blocks per meter re-keyed): keep it this flat.
         ks = self._enc_ks
         if ks is None:
-            ks = self._enc_ks = self._encrypt_schedule()
-        fast = self._fast
-        lo_tables, hi_tables = fast.enc_lo, fast.enc_hi
-        selectors = iter(ks)
-        x = block
-        for lo, hi in zip(selectors, selectors, strict=True):  # (byte 2r, byte 2r+1) per round
-            t0, t1, t2, t3 = lo_tables[lo]
-            t4, t5, t6, t7 = hi_tables[hi]
-            # bytes of a bytes object are cached small ints: cheaper than eight shift-and-masks
-            b0, b1, b2, b3, b4, b5, b6, b7 = x.to_bytes(8, "little")
-            # The eight contributions have disjoint bits (PERM is a permutation), so + is the same
-            # as |, and 10% faster: CPython 3.11 specialises int + but not int |.
-            x = t0[b0] + t1[b1] + t2[b2] + t3[b3] + t4[b4] + t5[b5] + t6[b6] + t7[b7]
-        return x
+            ks = self._enc_ks = _encrypt_schedule(self._key.to_bytes(8, "big"), self._fast)
+        return _encrypt(block, ks, self._fast)
 
     def decrypt(self, block: int) -> int:
         ks = self._dec_ks
