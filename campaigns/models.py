@@ -185,3 +185,45 @@ class CampaignDailyStat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign_id} {self.day}"
+
+
+class MeterSegment(models.Model):
+    """The register counted per (region, SGC, KRN, status): what the schedule preview reads instead
+    of counting millions of meters. Recounted in the meter import's transaction
+    (`campaigns.services.meter_segments_refresh`) and kept exact in between by the services that
+    change a meter's status (non-compliant, confirmed)."""
+
+    region = models.CharField(max_length=64, blank=True)
+    sgc = models.CharField(max_length=6)
+    krn = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=16)
+    meters = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["region", "sgc", "krn", "status"]
+        constraints = [
+            models.UniqueConstraint(fields=["region", "sgc", "krn", "status"], name="meter_segment_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.region}/{self.sgc}/{self.krn}/{self.status}: {self.meters}"
+
+
+class CampaignSegment(models.Model):
+    """A campaign's enrollments per (region, SGC) whose meter is active: subtracted from the active
+    meters of the segment, it is what a new batch can still take. Bumped by batch_schedule and
+    batch_cancel in their transaction, by status changes, and recounted with MeterSegment."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="segments")
+    region = models.CharField(max_length=64, blank=True)
+    sgc = models.CharField(max_length=6)
+    enrolled_active = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["campaign", "region", "sgc"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "region", "sgc"], name="campaign_segment_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} {self.region}/{self.sgc}: {self.enrolled_active}"

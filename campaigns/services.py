@@ -20,7 +20,7 @@ from django.utils import timezone
 from audit.services import audit_record
 from meters.models import Meter
 
-from .models import Batch, Campaign, CampaignDailyStat, Enrollment, EnrollmentEvent
+from .models import Batch, Campaign, CampaignDailyStat, CampaignSegment, Enrollment, EnrollmentEvent, MeterSegment
 from .texts import notice_sql_expression
 
 logger = logging.getLogger(__name__)
@@ -153,14 +153,131 @@ def campaign_create(
     return campaign
 
 
+# --- segment aggregates (what a new batch can still take) -----------------------------------
+#
+# The schedule preview must not walk millions of meters: it reads MeterSegment (active meters per
+# region, SGC, KRN) minus CampaignSegment (the campaign's enrollments of active meters per region
+# and SGC). Both are recounted in the meter import's transaction and kept exact in between by
+# every service that enrolls, releases, or changes a meter's status, in the same transaction.
+
+
+def _segments_live() -> bool:
+    """False until the first recount (a register loaded some other way: tests, old databases)."""
+    return MeterSegment.objects.exists()
+
+
+def _upsert_add(model: Any, keys: dict[str, Any], column: str, delta: int) -> None:
+    table = model._meta.db_table
+    names = [*keys, column]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))}) "  # noqa: S608
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {column} = {table}.{column} + EXCLUDED.{column}",
+            [*keys.values(), delta],
+        )
+
+
+def meter_segments_refresh() -> int:
+    """Recount both aggregates from the rows (seconds at 7.4 M meters); returns the segments.
+
+    Called by the meter import inside its transaction, so the counts change with the register.
+    """
+    meter, enrollment, campaign = Meter._meta.db_table, Enrollment._meta.db_table, Campaign._meta.db_table
+    with transaction.atomic():
+        # The campaign rows are what batch_schedule locks: no batch is enrolled while we recount.
+        list(Campaign.objects.select_for_update().order_by("pk").values_list("pk", flat=True))
+        MeterSegment.objects.all().delete()
+        CampaignSegment.objects.all().delete()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {MeterSegment._meta.db_table} (region, sgc, krn, status, meters) "  # noqa: S608
+                f"SELECT region, sgc, krn, status, COUNT(*) FROM {meter} GROUP BY region, sgc, krn, status"
+            )
+            segments = cursor.rowcount
+            cursor.execute(
+                f"INSERT INTO {CampaignSegment._meta.db_table} (campaign_id, region, sgc, enrolled_active) "  # noqa: S608
+                f"SELECT e.campaign_id, m.region, m.sgc, COUNT(*) FROM {enrollment} e "
+                f"JOIN {meter} m ON m.id = e.meter_id JOIN {campaign} c ON c.id = e.campaign_id "
+                "WHERE m.krn = c.from_krn AND m.status = %s GROUP BY e.campaign_id, m.region, m.sgc",
+                [Meter.Status.ACTIVE],
+            )
+    return segments
+
+
+def register_imported() -> None:
+    """Hook for the meter import, inside its transaction: recount what is derived from the register
+    (the segments here, and the dashboard's campaign targets when that app is installed)."""
+    from django.apps import apps
+
+    meter_segments_refresh()
+    if apps.is_installed("dashboard"):
+        from dashboard.services import campaign_targets_refresh
+
+        campaign_targets_refresh()
+
+
+def _segments_enrolled_add(*, campaign: Campaign, enrollments_sql: str, params: Sequence[Any], sign: int) -> None:
+    """Add (sign=1) or take away (sign=-1) the given enrollments' active meters, grouped by segment."""
+    table = CampaignSegment._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (campaign_id, region, sgc, enrolled_active) "  # noqa: S608
+            f"SELECT %s, m.region, m.sgc, %s * COUNT(*) FROM {Meter._meta.db_table} m "
+            f"WHERE m.id IN ({enrollments_sql}) AND m.krn = %s AND m.status = %s GROUP BY m.region, m.sgc "
+            f"ON CONFLICT (campaign_id, region, sgc) DO UPDATE SET enrolled_active = "
+            f"{table}.enrolled_active + EXCLUDED.enrolled_active",
+            [campaign.pk, sign, *params, campaign.from_krn, Meter.Status.ACTIVE],
+        )
+
+
+def _meter_status_change(*, meter_id: int, to: str) -> None:
+    """Keep the segments exact when a meter's status changes (call in the changing transaction)."""
+    row = Meter.objects.filter(pk=meter_id).values_list("status", "region", "sgc", "krn").first()
+    if row is None or row[0] == to or not _segments_live():
+        return
+    old, region, sgc, krn = row
+    _upsert_add(MeterSegment, {"region": region, "sgc": sgc, "krn": krn, "status": old}, "meters", -1)
+    _upsert_add(MeterSegment, {"region": region, "sgc": sgc, "krn": krn, "status": to}, "meters", 1)
+    delta = 1 if to == Meter.Status.ACTIVE else -1 if old == Meter.Status.ACTIVE else 0
+    if delta:
+        campaigns = Enrollment.objects.filter(meter_id=meter_id, campaign__from_krn=krn).values_list(
+            "campaign_id", flat=True
+        )
+        for campaign_id in sorted(campaigns):
+            _upsert_add(
+                CampaignSegment, {"campaign_id": campaign_id, "region": region, "sgc": sgc}, "enrolled_active", delta
+            )
+
+
+def _wanted_sgcs(campaign: Campaign, sgcs: Iterable[str]) -> list[str]:
+    campaign_sgcs = set(campaign.sgcs)
+    return sorted(set(sgcs) & campaign_sgcs if sgcs else campaign_sgcs)
+
+
+def _available_from_segments(*, campaign: Campaign, regions: Sequence[str], sgcs: Sequence[str]) -> int | None:
+    """Meters a new batch can still take, from the aggregates (a few dozen rows); None before the
+    first recount."""
+    if not _segments_live():
+        return None
+    wanted = _wanted_sgcs(campaign, sgcs)
+    active = MeterSegment.objects.filter(sgc__in=wanted, krn=campaign.from_krn, status=Meter.Status.ACTIVE)
+    enrolled = CampaignSegment.objects.filter(campaign=campaign, sgc__in=wanted)
+    regions = [region for region in regions if region]
+    if regions:
+        active, enrolled = active.filter(region__in=regions), enrolled.filter(region__in=regions)
+    taken = {(region, sgc): count for region, sgc, count in enrolled.values_list("region", "sgc", "enrolled_active")}
+    rows = active.values_list("region", "sgc", "meters")
+    return sum(max(count - taken.get((region, sgc), 0), 0) for region, sgc, count in rows)
+
+
 # --- batches ---------------------------------------------------------------------------------
 
 
 def _candidates(*, campaign: Campaign, regions: Iterable[str], sgcs: Iterable[str]) -> QuerySet[Meter]:
     """Meters the selection may enroll: on the campaign's old key, active, not enrolled yet."""
-    campaign_sgcs = set(campaign.sgcs)
-    wanted_sgcs = set(sgcs) & campaign_sgcs if sgcs else campaign_sgcs
-    queryset = Meter.objects.filter(sgc__in=sorted(wanted_sgcs), krn=campaign.from_krn, status=Meter.Status.ACTIVE)
+    queryset = Meter.objects.filter(
+        sgc__in=_wanted_sgcs(campaign, sgcs), krn=campaign.from_krn, status=Meter.Status.ACTIVE
+    )
     regions = [region for region in regions if region]
     if regions:
         queryset = queryset.filter(region__in=regions)
@@ -175,8 +292,15 @@ def _day_load(campaign: Campaign, day: dt.date) -> int:
 def batch_preview(
     *, campaign: Campaign, regions: Sequence[str], sgcs: Sequence[str], limit: int, scheduled_at: dt.datetime
 ) -> dict[str, Any]:
-    """What scheduling would do: meters matched (up to limit) and that day's load vs capacity."""
-    available = _candidates(campaign=campaign, regions=regions, sgcs=sgcs)[: max(limit, 0)].count()
+    """What scheduling would do: meters matched (up to limit) and that day's load vs capacity.
+
+    Read from the segment aggregates (exact: kept in step with enrollments and the register);
+    counted from the meter rows only before their first recount.
+    """
+    available = _available_from_segments(campaign=campaign, regions=regions, sgcs=sgcs)
+    if available is None:
+        available = _candidates(campaign=campaign, regions=regions, sgcs=sgcs)[: max(limit, 0)].count()
+    available = min(available, max(limit, 0))
     day = _local_day(scheduled_at)
     load = _day_load(campaign, day)
     return {
@@ -194,6 +318,17 @@ def _sql_params(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return connection.ops.adapt_datetimefield_value(value)
     return value
+
+
+def _schedule_check(*, campaign: Campaign, day: dt.date, load: int, adding: int, override: bool) -> bool:
+    """Raise when nothing matches or the day would go over capacity (unless overridden);
+    returns whether it goes over."""
+    if adding == 0:
+        raise CampaignError("no meters match the selection (or all are already enrolled)")
+    over = load + adding > campaign.daily_capacity
+    if over and not override:
+        raise CapacityExceeded(day=day, load=load, adding=adding, capacity=campaign.daily_capacity)
+    return over
 
 
 def batch_schedule(
@@ -225,13 +360,13 @@ def batch_schedule(
         if campaign.status not in (Campaign.Status.ACTIVE, Campaign.Status.DRAFT):
             raise CampaignError(f"campaign is {campaign.status}")
         candidates = _candidates(campaign=campaign, regions=regions, sgcs=sgcs)
-        count = candidates[:limit].count()
-        if count == 0:
-            raise CampaignError("no meters match the selection (or all are already enrolled)")
         load = _day_load(campaign, day)
-        over = load + count > campaign.daily_capacity
-        if over and not override_capacity:
-            raise CapacityExceeded(day=day, load=load, adding=count, capacity=campaign.daily_capacity)
+        # Refuse early from the aggregates (no walk over the register); the INSERT below is the
+        # truth and is checked again, so a refusal never depends on them.
+        estimate = _available_from_segments(campaign=campaign, regions=regions, sgcs=sgcs)
+        if estimate is not None:
+            adding = min(estimate, limit)
+            _schedule_check(campaign=campaign, day=day, load=load, adding=adding, override=override_capacity)
         number = (campaign.batches.aggregate(n=Max("number"))["n"] or 0) + 1
         batch = Batch.objects.create(
             campaign=campaign,
@@ -241,7 +376,6 @@ def batch_schedule(
             selection_limit=limit,
             scheduled_at=scheduled_at,
             status=Batch.Status.SCHEDULED,
-            capacity_overridden=over,
             created_by=label,
         )
         select_sql, select_params = candidates.values("id")[:limit].query.sql_with_params()
@@ -253,11 +387,22 @@ def batch_schedule(
                 [campaign.pk, batch.pk, State.SCHEDULED, _sql_params(now), _sql_params(now), *select_params],
             )
             enrolled = cursor.rowcount
+            # Raising here rolls the batch and its enrollments back: nothing is half-created.
+            over = _schedule_check(campaign=campaign, day=day, load=load, adding=enrolled, override=override_capacity)
+            if over:
+                Batch.objects.filter(pk=batch.pk).update(capacity_overridden=True)
             cursor.execute(
                 f"INSERT INTO {EnrollmentEvent._meta.db_table} "  # noqa: S608
                 "(enrollment_id, from_state, to_state, at, actor_label, reason) "
                 f"SELECT id, '', %s, %s, %s, %s FROM {Enrollment._meta.db_table} WHERE batch_id = %s",
                 [State.SCHEDULED, _sql_params(now), label[:100], f"batch {number}", batch.pk],
+            )
+        if _segments_live():
+            _segments_enrolled_add(
+                campaign=campaign,
+                enrollments_sql=f"SELECT meter_id FROM {Enrollment._meta.db_table} WHERE batch_id = %s",  # noqa: S608
+                params=[batch.pk],
+                sign=1,
             )
         _counters_add(batch_id=batch.pk, campaign_id=campaign.pk, enrolled=enrolled)
         _daily_add(campaign_id=campaign.pk, day=day, scheduled=enrolled)
@@ -338,6 +483,14 @@ def batch_cancel(*, batch: Batch, actor: Any = None, actor_label: str = "") -> B
             batch=batch, purpose=Message.Purpose.NOTICE, status=Message.Status.QUEUED
         ).update(status=Message.Status.CANCELLED, failure_reason="BatchCancelled", delivered_at=timezone.now())
         unsent = Enrollment.objects.filter(batch=batch, state=State.SCHEDULED)
+        if _segments_live():
+            _segments_enrolled_add(
+                campaign=batch.campaign,
+                enrollments_sql=f"SELECT meter_id FROM {Enrollment._meta.db_table} "  # noqa: S608
+                "WHERE batch_id = %s AND state = %s",
+                params=[batch.pk, State.SCHEDULED],
+                sign=-1,
+            )
         EnrollmentEvent.objects.filter(enrollment__in=unsent).delete()
         released = unsent.delete()[1].get(Enrollment._meta.label, 0)
         _counters_add(batch_id=batch.pk, campaign_id=batch.campaign_id, enrolled=-released)
@@ -587,6 +740,7 @@ def enrollment_confirm(*, enrollment: Enrollment, actor_label: str, reason: str 
             reason=reason,
         )
         if changed:
+            _meter_status_change(meter_id=enrollment.meter_id, to=Meter.Status.ACTIVE)
             Meter.objects.filter(pk=enrollment.meter_id).update(
                 key_state=Meter.KeyState.CONFIRMED, status=Meter.Status.ACTIVE, updated_at=timezone.now()
             )
@@ -615,6 +769,7 @@ def enrollment_flag_non_compliant(*, enrollment: Enrollment, actor_label: str, r
             reason=reason,
         )
         if changed:
+            _meter_status_change(meter_id=enrollment.meter_id, to=Meter.Status.NON_COMPLIANT)
             Meter.objects.filter(pk=enrollment.meter_id).update(
                 status=Meter.Status.NON_COMPLIANT, key_state=Meter.KeyState.NON_COMPLIANT, updated_at=timezone.now()
             )

@@ -485,6 +485,10 @@ def meter_import(
                 rejected=rejected,
                 seconds=round(seconds, 1),
             )
+            # Aggregates read per request follow the register, in the same transaction (campaigns hook).
+            from campaigns.services import register_imported
+
+            register_imported()
     except BaseException:
         rejects_path.unlink(missing_ok=True)  # nothing was loaded, so no report either
         raise
