@@ -45,8 +45,8 @@ class ApiErrorStat(models.Model):
 
 class CampaignTarget(models.Model):
     """How many meters a campaign must update: a snapshot, because counting 7.4 million meter rows
-    takes seconds. Refreshed by `manage.py dashboard_refresh` (and the beat task of the same name);
-    the register changes only when the utility's export is re-imported."""
+    takes seconds. Recounted by the meter import (the register changes only when the utility's export
+    is re-imported) and hourly: beat task dashboard.refresh_targets, or `manage.py campaign_tick`."""
 
     campaign = models.OneToOneField("campaigns.Campaign", on_delete=models.CASCADE, related_name="target_snapshot")
     meters = models.PositiveIntegerField()

@@ -62,6 +62,20 @@ def campaign_target_refresh(*, campaign: Campaign) -> CampaignTarget:
     return snapshot
 
 
+def campaign_targets_refresh(*, older_than: timedelta | None = None) -> int:
+    """Recount the targets of campaigns that are not closed (beat: hourly; campaign_tick: when older
+    than an hour; the meter import: always). Returns how many were recounted."""
+    campaigns = Campaign.objects.exclude(status=Campaign.Status.CLOSED).order_by("pk")
+    if older_than is not None:
+        fresh = CampaignTarget.objects.filter(computed_at__gte=timezone.now() - older_than).values("campaign_id")
+        campaigns = campaigns.exclude(pk__in=fresh)
+    refreshed = 0
+    for campaign in campaigns:
+        campaign_target_refresh(campaign=campaign)
+        refreshed += 1
+    return refreshed
+
+
 def campaign_target(*, campaign: Campaign) -> CampaignTarget:
     snapshot = CampaignTarget.objects.filter(campaign=campaign).first()
     if snapshot is None:

@@ -193,10 +193,12 @@ CELERY_TASK_ROUTES = {
     "sms.send_messages": {"queue": SMS_CODES_QUEUE},  # callers pass queue= for notices
     "sms.sweep": {"queue": "celery"},
     "campaigns.start_due_batches": {"queue": "celery"},
+    "dashboard.refresh_targets": {"queue": "celery"},
 }
 CELERY_BEAT_SCHEDULE = {
     "campaigns-start-due-batches": {"task": "campaigns.start_due_batches", "schedule": 30.0},
     "sms-sweep": {"task": "sms.sweep", "schedule": 60.0},
+    "dashboard-refresh-targets": {"task": "dashboard.refresh_targets", "schedule": 3600.0},
 }
 
 # --- Vending tariff (tokens/tariff.py) --------------------------------------------------------------
