@@ -5,8 +5,10 @@ Measures on one core, pure Python:
 * EA07/DKGA02 rollover set per meter: derive the old and the new decoder key, build the KCT pair
   (RO = 1) under the old key and one credit token under the new key (base date 2014 TID).
   Every meter has its own PAN, hence its own keys: no key schedule is reused between meters.
-* EA07 credit tokens per second for one meter (one key; a new cipher object per token, as
-  ``credit_token`` does).
+* The same set split into its stages (each over fresh meters): ``derive_decoder_key`` (one
+  call), ``key_change_tokens``, ``credit_token``.
+* EA07 credit tokens per second for one meter (one key; the key schedule is recomputed for every
+  token, as ``credit_token`` does).
 * The same two figures for EA11/DKGA04 (4-token KCT set).
 * The batch path the campaign engine should use: ``derive_decoder_keys`` (one DES call per
   vending key) and ``build_tokens`` (bitsliced STA), for the same sets; the script first asserts
@@ -130,6 +132,28 @@ def per_meter_us(fn: Callable[[str, int], list[str]], pans: list[str], repeats: 
     return [timed(run, len(pans)) for _ in range(repeats)]
 
 
+def stage_us(pans: list[str], repeats: int) -> dict[str, float]:
+    """Best CPU us per call of each stage of ``rollover_ea07``, every call on a fresh meter."""
+
+    def derive(pan: str) -> bytes:
+        return derive_decoder_key(dkga="02", vending_key=VK_NEW, pan=pan, sgc="123456", ti=1, krn=2, kt=2)
+
+    old_keys = [derive_decoder_key(dkga="02", vending_key=VK_OLD, pan=p, sgc="123456", ti=1, krn=1, kt=2) for p in pans]
+    keys = list(zip(old_keys, [derive(pan) for pan in pans], strict=True))
+    stages: dict[str, Callable[[], object]] = {
+        "derive_decoder_key (DKGA02, one key)": lambda: [derive(pan) for pan in pans],
+        "key_change_tokens (EA07 pair)": lambda: [
+            key_change_tokens(ea="07", old_key=old, new_key=new, new_krn=2, new_kt=2, new_ti=1, rollover=True)
+            for old, new in keys
+        ],
+        "credit_token (EA07)": lambda: [
+            credit_token(ea="07", decoder_key=new, tid=5_800_000 + 2 * i, amount_field=255, rnd=5)
+            for i, (_, new) in enumerate(keys)
+        ],
+    }
+    return {label: min(timed(run, len(pans)).cpu for _ in range(repeats)) for label, run in stages.items()}
+
+
 def credit_per_second(ea: str, key: bytes, count: int, repeats: int) -> list[Sample]:
     credit_token(ea=ea, decoder_key=key, tid=5_800_000, units=Decimal("1"))
 
@@ -166,6 +190,7 @@ def main() -> int:
     c07 = credit_per_second("07", bytes.fromhex("E653341F9D5BF36F"), args.meters, args.repeats)
     c11 = credit_per_second("11", bytes.fromhex("F94B6ED353C3BFDB113E2D3A7EA3C41D"), args.meters, args.repeats)
     batch_credit = batch_credit_per_second(args.meters, args.repeats)
+    stages = stage_us(pans, args.repeats)
 
     def line(label: str, samples: list[Sample], target: bool = False) -> None:
         cpu = min(x.cpu for x in samples)
@@ -181,6 +206,8 @@ def main() -> int:
 
     print(f"load average at start: {load:.2f} (this machine has {os.cpu_count()} cores)")
     line("EA07/DKGA02 rollover set, one meter at a time (2 DKs + KCT pair + credit)", single07, target=True)
+    for label, cpu in stages.items():
+        print(f"  stage {label}: best {cpu:.1f} us/call CPU")
     line(f"EA07/DKGA02 rollover set, batch of {args.meters} (derive_decoder_keys + build_tokens)", batch07, True)
     line("EA11/DKGA04 rollover set, one meter at a time (2 DKs + 4 KCTs + credit)", single11)
     line(f"EA11/DKGA04 rollover set, batch of {args.meters}", batch11)

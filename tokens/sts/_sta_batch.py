@@ -1,7 +1,7 @@
 """Bitsliced EA07 (STA) encryption of many blocks at once, each under its own key.
 
 Used by the batch API (``build_tokens``) for campaigns that re-key thousands of meters. The
-per-token path (:class:`tokens.sts._sta.StaCipher`) costs ~7 us per block; this one ~1-2 us.
+per-token path (:class:`tokens.sts._sta.StaCipher`) costs ~6 us per block; this one ~1-2 us.
 
 Bitslicing: for N blocks, ``plane[j]`` is an N-bit integer whose bit b is bit j of block b.
 Python's big-int AND/XOR then process all N blocks in one operation each:
