@@ -92,7 +92,7 @@ def _des_for_vending_key(vending_key: bytes):  # noqa: ANN202 - pycryptodome has
 class _DesBlockEncryptor:
     """DES-ECB of ONE 8-byte block under a vending key, for :func:`derive_decoder_key`.
 
-    pycryptodome's ``encrypt`` spends about 1.2 of its 2.1 us on generic buffer handling (a
+    pycryptodome's ``encrypt`` spends about 1.4 of its 2.1 us on generic buffer handling (a
     context manager, output allocation and conversion); DKGA02 runs it twice per meter re-keyed.
     With pycryptodome's ctypes backend we call the same C function (``ECB_encrypt``, what
     ``encrypt`` calls) directly. That uses pycryptodome internals, so it is only enabled when they
