@@ -21,7 +21,7 @@ from audit.services import audit_record
 from meters.models import Meter
 
 from .models import Batch, Campaign, CampaignDailyStat, CampaignSegment, Enrollment, EnrollmentEvent, MeterSegment
-from .texts import notice_sql_expression
+from .texts import NON_GSM7_REGEX, gsm7_clean, notice_sql_expression
 
 logger = logging.getLogger(__name__)
 
@@ -536,17 +536,35 @@ def batch_notices_create(*, batch: Batch, now: dt.datetime | None = None) -> int
         if not started:
             return 0
         batch = Batch.objects.select_related("campaign").get(pk=batch.pk)
-        body_sql, body_params = notice_sql_expression(batch=batch, meter_alias="m")
+        # SQL cannot run gsm7_clean: the few names GSM-7 cannot carry (curly apostrophes, tildes,
+        # emoji) are cleaned in Python, exactly as notice_render does, and joined in by value. The
+        # WITH goes inside the INSERT: SQLite reports no rowcount for a statement starting with WITH.
+        dirty = (
+            Meter.objects.filter(
+                enrollments__batch=batch, enrollments__state=State.SCHEDULED, customer_name__regex=NON_GSM7_REGEX
+            )
+            .values_list("customer_name", flat=True)
+            .distinct()
+        )
+        cleaned = {name: gsm7_clean(name) for name in dirty}
+        names_cte, names_join, names_params, name_sql = "", "", [], None
+        if cleaned:
+            names_cte = f"WITH nc (raw, clean) AS (VALUES {', '.join(['(%s, %s)'] * len(cleaned))}) "
+            names_join = "LEFT JOIN nc ON nc.raw = m.customer_name "
+            names_params = [value for pair in sorted(cleaned.items()) for value in pair]
+            name_sql = "COALESCE(nc.clean, m.customer_name)"
+        body_sql, body_params = notice_sql_expression(batch=batch, meter_alias="m", name_sql=name_sql)
         message_table = Message._meta.db_table
         with connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {message_table} "  # noqa: S608 - table names from models, values bound
                 "(recipient, body, purpose, status, attempts, last_error, failure_reason, currency, "
                 "sent_counted, meter_id, batch_id, created_at) "
-                f"SELECT m.phone, {body_sql}, %s, %s, 0, '', '', '', %s, m.id, e.batch_id, %s "
+                f"{names_cte}SELECT m.phone, {body_sql}, %s, %s, 0, '', '', '', %s, m.id, e.batch_id, %s "
                 f"FROM {Enrollment._meta.db_table} e JOIN {Meter._meta.db_table} m ON m.id = e.meter_id "
-                "WHERE e.batch_id = %s AND e.state = %s AND m.phone <> '' ORDER BY e.id",
+                f"{names_join}WHERE e.batch_id = %s AND e.state = %s AND m.phone <> '' ORDER BY e.id",
                 [
+                    *names_params,
                     *body_params,
                     Message.Purpose.NOTICE,
                     Message.Status.QUEUED,

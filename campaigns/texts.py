@@ -39,6 +39,16 @@ GSM7_BASIC = set(
 GSM7_EXTENDED = set("^{}\\[~]|€\f")
 
 
+def _gsm7_regex_class() -> str:
+    # Written out for both Python's re and PostgreSQL's AREs (the ORM's __regex on SQLite uses re).
+    escapes = {"\n": "\\n", "\r": "\\r", "\f": "\\f", "\\": "\\\\", "]": "\\]", "[": "\\[", "^": "\\^", "-": "\\-"}
+    return "".join(escapes.get(char, char) for char in sorted(GSM7_BASIC | GSM7_EXTENDED))
+
+
+# Matches a text with at least one character GSM-7 cannot carry (a name that needs gsm7_clean).
+NON_GSM7_REGEX = f"[^{_gsm7_regex_class()}]"
+
+
 class TemplateError(ValueError):
     pass
 
@@ -134,11 +144,14 @@ def validate_codes_template(template: str) -> None:
         raise TemplateError("codes must appear in typing order: code1, code2, token")
 
 
-def notice_sql_expression(*, batch: Batch, meter_alias: str) -> tuple[str, list[Any]]:
+def notice_sql_expression(*, batch: Batch, meter_alias: str, name_sql: str | None = None) -> tuple[str, list[Any]]:
     """An SQL expression (SQLite and PostgreSQL) rendering the batch's notice for each meter row.
 
-    Same result as `notice_render` for names already in GSM-7 (the register's names are plain).
+    Same result as `notice_render` for names in GSM-7. SQL cannot run gsm7_clean, so names with
+    other characters are cleaned in Python beforehand and given as `name_sql` (e.g. a COALESCE
+    over a join to the cleaned names: see campaigns.services.batch_notices_create).
     """
+    name_sql = name_sql or f"{meter_alias}.customer_name"
     template = batch.campaign.notice_template
     date = _format_date(batch.scheduled_at)
     without_name = _squash(template.format(meter=LONGEST_METER, date=date, name=""))
@@ -153,7 +166,7 @@ def notice_sql_expression(*, batch: Batch, meter_alias: str) -> tuple[str, list[
         if field == "meter":
             parts.append(f"{meter_alias}.meter_number")
         elif field == "name":
-            parts.append(f"RTRIM(SUBSTR(TRIM({meter_alias}.customer_name), 1, {int(name_len)}))")
+            parts.append(f"RTRIM(SUBSTR(TRIM({name_sql}), 1, {int(name_len)}))")
         elif field == "date":
             parts.append("CAST(%s AS TEXT)")
             params.append(date)
