@@ -27,7 +27,6 @@ from tokens.sts import (
     key_change_tokens,
 )
 from tokens.sts._crc import crc16_modbus, sts_crc_field
-from tokens.sts._dkga import _DesBlockEncryptor
 from tokens.sts._ident import luhn_check_digit, validate_pan
 from tokens.sts._sta import PRODUCTION, SAMPLE, StaTables, reference_encrypt, sta_encrypt_blocks
 
@@ -73,21 +72,6 @@ def test_sta_pair_with_equal_and_extreme_blocks() -> None:
     for key in (0, top, 0x0123456789ABCDEF):
         for pair in ([0, top], [top, top], [5, 5]):
             assert sta_encrypt_blocks(key.to_bytes(8, "big"), pair) == [reference_encrypt(b, key) for b in pair]
-
-
-@settings(max_examples=100)
-@given(st.binary(min_size=8, max_size=8), st.binary(min_size=8, max_size=8))
-def test_direct_des_equals_public_method(vending_key: bytes, block: bytes) -> None:
-    encryptor = _DesBlockEncryptor(vending_key)
-    assert encryptor.encrypt(block) == DES.new(vending_key, DES.MODE_ECB).encrypt(block)
-
-
-def test_direct_des_is_in_use_with_the_ctypes_backend() -> None:
-    from Crypto.Util import _raw_api
-
-    encryptor = _DesBlockEncryptor(VK)
-    if _raw_api.backend == "ctypes":
-        assert encryptor.encrypt.__name__ == "_direct"  # the speed-up is active, not silently lost
 
 
 def test_derive_survives_cache_clearing() -> None:

@@ -5,7 +5,6 @@ DKGA01 and DKGA03 are legacy and the public sources disagree on them (section 7.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import hmac
 import sys
@@ -89,53 +88,8 @@ def _des_for_vending_key(vending_key: bytes):  # noqa: ANN202 - pycryptodome has
     return DES.new(vending_key, DES.MODE_ECB)
 
 
-class _DesBlockEncryptor:
-    """DES-ECB of ONE 8-byte block under a vending key, for :func:`derive_decoder_key`.
-
-    pycryptodome's ``encrypt`` spends about 1.4 of its 2.1 us on generic buffer handling (a
-    context manager, output allocation and conversion); DKGA02 runs it twice per meter re-keyed.
-    With pycryptodome's ctypes backend we call the same C function (``ECB_encrypt``, what
-    ``encrypt`` calls) directly. That uses pycryptodome internals, so it is only enabled when they
-    exist AND give the public method's result on a probe block; otherwise ``encrypt`` is simply
-    the public method. The C state belongs to ``self._cipher``, which this object keeps alive.
-    """
-
-    __slots__ = ("_cipher", "_out_type", "_raw", "_size", "_state", "encrypt")
-
-    def __init__(self, vending_key: bytes) -> None:
-        self._cipher = _des_for_vending_key(vending_key)
-        self.encrypt = self._cipher.encrypt
-        try:
-            from Crypto.Cipher import _mode_ecb
-            from Crypto.Util import _raw_api
-
-            if _raw_api.backend != "ctypes":
-                return
-            self._raw = _mode_ecb.raw_ecb_lib.ECB_encrypt
-            self._state = self._cipher._state.get()
-            self._size = _raw_api.c_size_t(8)
-            self._out_type = ctypes.c_char * 8
-            probe = bytes(range(1, 9))
-            if self._direct(probe) == self._cipher.encrypt(probe):
-                self.encrypt = self._direct
-        except (ImportError, AttributeError, TypeError, ValueError, ctypes.ArgumentError):
-            pass  # internals changed: keep the public method
-
-    def _direct(self, block: bytes) -> bytes:
-        out = self._out_type()  # a new buffer per call: safe when threads share this object
-        if self._raw(self._state, block, out, self._size):
-            raise ValueError("DES-ECB encryption failed")
-        return out.raw
-
-
-@lru_cache(maxsize=32)
-def _des_block_encryptor(vending_key: bytes) -> _DesBlockEncryptor:
-    return _DesBlockEncryptor(vending_key)
-
-
 def clear_key_caches() -> None:
     """Forget cached vending-key cipher objects."""
-    _des_block_encryptor.cache_clear()
     _des_for_vending_key.cache_clear()
 
 
@@ -248,7 +202,7 @@ def derive_decoder_key(
     if code == "04":
         return prepared  # type: ignore[return-value]
     x: int = prepared  # type: ignore[assignment]
-    des_x = int.from_bytes(_des_block_encryptor(vk).encrypt(x.to_bytes(8, "big")), "big")
+    des_x = int.from_bytes(_des_for_vending_key(vk).encrypt(x.to_bytes(8, "big")), "big")
     # DK = DES_VK(X) xor X xor VK (reference.md 7.2)
     return (des_x ^ x ^ int.from_bytes(vk, "big")).to_bytes(8, "big")
 
