@@ -1,0 +1,166 @@
+"""Read-only admin for the SMS outbox and delivery reports (auditors, care, managers).
+
+Codes and token SMS carry token digits. The list never shows them; the message page shows them
+only to staff holding tokens.view_token_digits, and records each such view in the audit log.
+State changes go through sms.services (claiming, retries, reports), never through a form here.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+
+from audit.services import audit_record
+from kplc_sts.logging import TOKEN_DIGITS
+from meters.admin import EstimatedCountPaginator
+from meters.models import Meter
+from meters.phones import InvalidPhoneNumber, normalize_kenyan_phone
+
+from .models import DeliveryReport, Message
+
+VIEW_DIGITS = "tokens.view_token_digits"
+# The request of the message page being rendered (readonly field callables only get the object).
+_viewing: contextvars.ContextVar[HttpRequest | None] = contextvars.ContextVar("sms_admin_request", default=None)
+
+
+def body_masked(body: str) -> str:
+    """The body with every token-like run of 20 digits shown as dots (its layout kept)."""
+    return TOKEN_DIGITS.sub(lambda match: "".join("•" if c.isdigit() else c for c in match.group()), body or "")
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def search_messages(queryset: QuerySet, term: str) -> QuerySet:
+    """Exact matches on indexed columns only: phone (any Kenyan format), provider id, meter number."""
+    term = term.strip()
+    if not term:
+        return queryset
+    match = Q(provider_message_id=term)
+    try:
+        match |= Q(recipient=normalize_kenyan_phone(term))
+    except InvalidPhoneNumber:
+        pass
+    if term.isdigit():
+        match |= Q(meter_id__in=Meter.objects.filter(meter_number=term).values("pk"))
+    return queryset.filter(match)
+
+
+@admin.register(Message)
+class MessageAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "recipient",
+        "purpose",
+        "status",
+        "meter_number",
+        "batch",
+        "attempts",
+        "provider_message_id",
+        "failure_reason",
+        "created_at",
+        "sent_at",
+    )
+    list_filter = ("status", "purpose")
+    list_select_related = ("meter", "batch", "batch__campaign")
+    search_fields = ("=provider_message_id",)  # the real search is search_messages (indexed columns)
+    search_help_text = "Phone (any Kenyan format), meter number, or Africa's Talking message id"
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    ordering = ("-id",)  # the primary key: no sort over millions of rows
+    fields = (
+        "recipient",
+        "purpose",
+        "status",
+        "body_shown",
+        "meter_number",
+        "batch",
+        "vend_id",
+        "provider_message_id",
+        "cost",
+        "currency",
+        "attempts",
+        "next_attempt_at",
+        "claimed_at",
+        "last_error",
+        "failure_reason",
+        "created_at",
+        "sent_at",
+        "delivered_at",
+    )
+    readonly_fields = fields
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        return search_messages(queryset, search_term), False
+
+    @admin.display(description="meter")
+    def meter_number(self, obj: Message) -> str:
+        return obj.meter.meter_number if obj.meter_id else "-"
+
+    @admin.display(description="body")
+    def body_shown(self, obj: Message) -> str:
+        request = _viewing.get()
+        masked = body_masked(obj.body)
+        if masked == obj.body or request is None or not request.user.has_perm(VIEW_DIGITS):
+            return masked
+        audit_record(
+            action="sms.message_digits_viewed",
+            actor=request.user,
+            target=obj,
+            purpose=obj.purpose,
+            meter=obj.meter_id,
+        )
+        return obj.body
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        token = _viewing.set(request)
+        try:
+            response = super().change_view(request, object_id, form_url, extra_context)
+            if hasattr(response, "render"):
+                response.render()  # render now, while the request is known to body_shown
+            return response
+        finally:
+            _viewing.reset(token)
+
+
+@admin.register(DeliveryReport)
+class DeliveryReportAdmin(ReadOnlyAdmin):
+    list_display = (
+        "provider_message_id",
+        "status",
+        "failure_reason",
+        "phone_number",
+        "network_code",
+        "retry_count",
+        "received_at",
+        "applied_at",
+    )
+    list_filter = ("status",)
+    search_fields = ("=provider_message_id", "=phone_number")
+    search_help_text = "Africa's Talking message id or phone (any Kenyan format)"
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    ordering = ("-id",)
+    readonly_fields = list_display
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        term = search_term.strip()
+        try:
+            term = normalize_kenyan_phone(term)
+        except InvalidPhoneNumber:
+            pass
+        return super().get_search_results(request, queryset, term)
