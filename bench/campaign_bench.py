@@ -242,7 +242,13 @@ def main() -> None:
                 f"delivery reports: {delivered:,} messages settled {settled_s:.1f} s after the first send "
                 f"= {delivered / settled_s:,.0f} reports/s (sent concurrently; the last ones 0.5 s after their send)"
             )
-        batch.refresh_from_db()
+        # A chunk's counters are committed just after its statuses: give the last one a moment.
+        deadline = time.monotonic() + 30
+        while True:
+            batch.refresh_from_db()
+            if batch.messages_sent >= done or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert batch.messages_sent == done and batch.notified == done, (batch.messages_sent, batch.notified, done)
         if not args.no_dlr:
             assert batch.messages_delivered == delivered, (batch.messages_delivered, delivered)
