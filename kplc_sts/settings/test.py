@@ -17,3 +17,9 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# Close connections at the end of each request: live-server and worker threads must not keep the
+# test database open, or it cannot be dropped at the end of the run.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+# WhiteNoise warns on every request when STATIC_ROOT does not exist yet (no collectstatic in tests).
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405

@@ -7,6 +7,7 @@ import os
 import re
 
 import pytest
+from django.db import connections
 from django.utils import timezone
 
 from campaigns.models import Batch, Campaign, Enrollment
@@ -62,6 +63,9 @@ def page(transactional_db, live_server, monkeypatch):
         yield page
         context.close()
         browser.close()
+        # While Playwright's loop runs, Django keeps this thread's connections in another context
+        # slot: close them here, or the test database cannot be dropped at the end of the run.
+        connections.close_all()
 
 
 def _login(page, live_server, user):
