@@ -285,7 +285,8 @@ def _candidates(*, campaign: Campaign, regions: Iterable[str], sgcs: Iterable[st
     return queryset.filter(~Exists(already)).order_by("pk")
 
 
-def _day_load(campaign: Campaign, day: dt.date) -> int:
+def campaign_day_load(*, campaign: Campaign, day: dt.date) -> int:
+    """Meters already scheduled on `day` (the load the daily capacity is checked against)."""
     return CampaignDailyStat.objects.filter(campaign=campaign, day=day).values_list("scheduled", flat=True).first() or 0
 
 
@@ -302,7 +303,7 @@ def batch_preview(
         available = _candidates(campaign=campaign, regions=regions, sgcs=sgcs)[: max(limit, 0)].count()
     available = min(available, max(limit, 0))
     day = _local_day(scheduled_at)
-    load = _day_load(campaign, day)
+    load = campaign_day_load(campaign=campaign, day=day)
     return {
         "matched": available,
         "day": day,
@@ -360,7 +361,7 @@ def batch_schedule(
         if campaign.status not in (Campaign.Status.ACTIVE, Campaign.Status.DRAFT):
             raise CampaignError(f"campaign is {campaign.status}")
         candidates = _candidates(campaign=campaign, regions=regions, sgcs=sgcs)
-        load = _day_load(campaign, day)
+        load = campaign_day_load(campaign=campaign, day=day)
         # Refuse early from the aggregates (no walk over the register); the INSERT below is the
         # truth and is checked again, so a refusal never depends on them.
         estimate = _available_from_segments(campaign=campaign, regions=regions, sgcs=sgcs)

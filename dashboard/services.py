@@ -204,11 +204,6 @@ def campaign_daily_series(
     return series
 
 
-def campaign_day_load(*, campaign: Campaign, day: date) -> int:
-    row = CampaignDailyStat.objects.filter(campaign=campaign, day=day).values_list("scheduled", flat=True).first()
-    return row or 0
-
-
 # --- Batches --------------------------------------------------------------------------------------
 
 

@@ -268,13 +268,15 @@ def batch_schedule(request: HttpRequest) -> HttpResponse:
                     )
                     return redirect("dashboard:batch_detail", batch_id=batch.pk)
     else:
-        now = timezone.localtime()
+        tomorrow = (timezone.localtime() + timedelta(days=1)).date()
+        # Suggest what still fits tomorrow, so the first preview is not an over-capacity warning.
+        room = campaign.daily_capacity - campaign_services.campaign_day_load(campaign=campaign, day=tomorrow)
         form = ScheduleBatchForm(
             campaign=campaign,
             initial={
-                "date": (now + timedelta(days=1)).date(),
+                "date": tomorrow,
                 "time": "09:00",
-                "limit": min(campaign.daily_capacity, 10_000),
+                "limit": min(room if room > 0 else campaign.daily_capacity, 10_000),
             },
         )
     context = _base_context(request, "schedule", campaign)

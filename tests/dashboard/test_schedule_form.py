@@ -115,3 +115,11 @@ def test_preview_json_reports_matches_and_the_days_load(logged_in, campaign, met
 
     response = logged_in.get(url, {**query, "date": "2001-01-01"})
     assert response.status_code == 400 and "date" in response.json()["errors"]
+
+
+def test_the_form_suggests_what_still_fits_tomorrow(logged_in, campaign, meter_factory, tomorrow_9am):
+    meter_factory.create_batch(12)
+    batch_schedule(campaign=campaign, regions=[], sgcs=[], limit=8, scheduled_at=tomorrow_9am, actor_label="test")
+    response = logged_in.get(reverse("dashboard:batch_schedule") + f"?campaign={campaign.pk}")
+    assert response.status_code == 200
+    assert response.context["form"].initial["limit"] == campaign.daily_capacity - 8
