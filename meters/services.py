@@ -57,22 +57,7 @@ _MAX_ACCOUNT = Meter._meta.get_field("account_number").max_length
 _MAX_NAME = Meter._meta.get_field("customer_name").max_length
 _MAX_REGION = Meter._meta.get_field("region").max_length
 # Columns of the register an import owns. status and key_state are campaign state: never imported.
-REGISTER_FIELDS = (
-    "meter_number",
-    "iin",
-    "sgc",
-    "ti",
-    "krn",
-    "kt",
-    "ea",
-    "dkga",
-    "base_date",
-    "ken",
-    "account_number",
-    "customer_name",
-    "phone",
-    "region",
-)
+REGISTER_FIELDS = ("meter_number", "iin", *HEADER[1:])
 _INT_FIELDS = frozenset({"ti", "krn", "kt", "base_date", "ken"})
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _COPY_BUFFER = 1 << 20  # bytes per read() from psycopg2: fewer round trips than its 8 KiB default
