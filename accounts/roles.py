@@ -41,6 +41,7 @@ ROLES: dict[str, list[str]] = {
         "meters.resend_codes",
         "tokens.view_token_digits",
         "tokens.issue_management_token",
+        "tokens.change_reversalrequest",
     ],
     AUDITOR: ["view:*"],
 }

@@ -7,28 +7,15 @@ rows page on the primary key with an estimated count.
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from meters.admin import EstimatedCountPaginator
+from meters.admin import EstimatedCountPaginator, ReadOnlyAdminMixin
 from meters.models import Meter
 from meters.phones import InvalidPhoneNumber, normalize_kenyan_phone
 
 from .models import Batch, Campaign, Enrollment, EnrollmentEvent
-
-
-class ReadOnlyMixin:
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 def _meter_ids(term: str) -> QuerySet | None:
@@ -43,7 +30,7 @@ def _meter_ids(term: str) -> QuerySet | None:
 
 
 @admin.register(Campaign)
-class CampaignAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class CampaignAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "name",
         "status",
@@ -63,7 +50,7 @@ class CampaignAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(Batch)
-class BatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class BatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "campaign",
         "number",
@@ -81,7 +68,7 @@ class BatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
     search_fields = ("=number",)
 
 
-class EnrollmentEventInline(ReadOnlyMixin, admin.TabularInline):
+class EnrollmentEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = EnrollmentEvent
     fields = ("at", "from_state", "to_state", "actor_label", "reason")
     readonly_fields = fields
@@ -91,7 +78,7 @@ class EnrollmentEventInline(ReadOnlyMixin, admin.TabularInline):
 
 
 @admin.register(Enrollment)
-class EnrollmentAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class EnrollmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "meter", "campaign", "batch", "state", "enrolled_at", "state_changed_at")
     list_filter = ("state", "campaign")
     list_select_related = ("meter", "campaign", "batch", "batch__campaign")
@@ -109,7 +96,7 @@ class EnrollmentAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(EnrollmentEvent)
-class EnrollmentEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class EnrollmentEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "enrollment", "from_state", "to_state", "at", "actor_label", "reason")
     list_filter = ("to_state",)
     list_select_related = ("enrollment",)

@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
+from meters.admin import ReadOnlyAdminMixin
 from meters.models import Meter
 
 from . import services
@@ -25,22 +26,13 @@ def meter_link(meter: Meter | None) -> str:
     return format_html('<a href="{}">{}</a>', reverse("admin:meters_meter_change", args=[meter.pk]), meter.meter_number)
 
 
-class CaseCommentInline(admin.TabularInline):
+class CaseCommentInline(ReadOnlyAdminMixin, admin.TabularInline):
     """Comments are read here and added through the case form, so each one is attributed and audited."""
 
     model = CaseComment
     extra = 0
     fields = ("at", "author_label", "body")
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class CareCaseForm(forms.ModelForm):
@@ -136,7 +128,7 @@ class CareCaseAdmin(admin.ModelAdmin):
         self.message_user(request, f"{closed} case(s) closed.")
 
 
-class ReadOnlyMeterQueue(admin.ModelAdmin):
+class ReadOnlyMeterQueue(ReadOnlyAdminMixin, admin.ModelAdmin):
     """A queue of meters; each row opens the meter's story page in the meter admin."""
 
     list_display = ("meter_column", "customer_name", "phone", "region", "key_state", "updated_at")
@@ -147,15 +139,6 @@ class ReadOnlyMeterQueue(admin.ModelAdmin):
     @admin.display(description="meter", ordering="meter_number")
     def meter_column(self, obj: Meter) -> str:
         return meter_link(obj)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> HttpResponse:
         return HttpResponseRedirect(reverse("admin:meters_meter_change", args=[object_id]))

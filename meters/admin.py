@@ -34,6 +34,19 @@ class EstimatedCountPaginator(Paginator):
         return super().count
 
 
+class ReadOnlyAdminMixin:
+    """For records written only by services (outbox, campaign trail, vends): view, never edit."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Meter)
 class MeterAdmin(CareDeskMixin, admin.ModelAdmin):
     list_display = (

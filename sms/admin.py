@@ -8,7 +8,6 @@ State changes go through sms.services (claiming, retries, reports), never throug
 from __future__ import annotations
 
 import contextvars
-from typing import Any
 
 from django.contrib import admin
 from django.db.models import Q, QuerySet
@@ -16,7 +15,7 @@ from django.http import HttpRequest, HttpResponse
 
 from audit.services import audit_record
 from kplc_sts.logging import TOKEN_DIGITS
-from meters.admin import EstimatedCountPaginator
+from meters.admin import EstimatedCountPaginator, ReadOnlyAdminMixin
 from meters.models import Meter
 from meters.phones import InvalidPhoneNumber, normalize_kenyan_phone
 
@@ -30,17 +29,6 @@ _viewing: contextvars.ContextVar[HttpRequest | None] = contextvars.ContextVar("s
 def body_masked(body: str) -> str:
     """The body with every token-like run of 20 digits shown as dots (its layout kept)."""
     return TOKEN_DIGITS.sub(lambda match: "".join("•" if c.isdigit() else c for c in match.group()), body or "")
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 def search_messages(queryset: QuerySet, term: str) -> QuerySet:
@@ -59,7 +47,7 @@ def search_messages(queryset: QuerySet, term: str) -> QuerySet:
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnlyAdmin):
+class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "recipient",
@@ -138,7 +126,7 @@ class MessageAdmin(ReadOnlyAdmin):
 
 
 @admin.register(DeliveryReport)
-class DeliveryReportAdmin(ReadOnlyAdmin):
+class DeliveryReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "provider_message_id",
         "status",
