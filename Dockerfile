@@ -11,7 +11,11 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 COPY . .
-RUN DJANGO_SETTINGS_MODULE=kplc_sts.settings.local python manage.py collectstatic --noinput \
+# Build-time placeholders only: collectstatic touches no key, and the real secrets come from the
+# environment at run time (production settings refuse to start without them).
+RUN DJANGO_SETTINGS_MODULE=kplc_sts.settings.production DJANGO_SECRET_KEY=collectstatic-only \
+    STS_KEK=0000000000000000000000000000000000000000000000000000000000000000 \
+    python manage.py collectstatic --noinput \
     && useradd --system --uid 10001 app && chown -R app /app/var
 USER app
 
