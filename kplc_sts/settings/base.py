@@ -151,8 +151,17 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 120
 CELERY_TASK_TIME_LIMIT = 180
-# Longer than any task or countdown, or Redis re-delivers unacknowledged tasks in a loop.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Longer than any task or countdown, or Redis re-delivers unacknowledged tasks in a loop.
+    "visibility_timeout": 3600,
+    # A publisher (a vend handing its SMS over) gives up on a dead broker after one quick retry
+    # instead of kombu's default ~6 s of back-off: the outbox row is safe and the sweep sends it.
+    # Workers reconnect by their own policy (CELERY_BROKER_CONNECTION_MAX_RETRIES), not this one.
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- STS vending-key custody --------------------------------------------------------------
