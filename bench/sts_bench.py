@@ -46,8 +46,14 @@ from tokens.sts import (  # noqa: E402 - after the sys.path tweak so the script 
     pan_from_meter_number,
 )
 from tokens.sts._ident import luhn_check_digit  # noqa: E402
+from tokens.sts._sta import reference_encrypt  # noqa: E402
 
 TARGET_US = 40.0
+# The issue sizes the target against "a straightforward bit-by-bit STA costs about 100 us per block"
+# on this machine kind. The host's speed drifts (up to ~1.8x between runs minutes apart on an idle
+# VM here), so the script times that same bit-by-bit STA in the same run and reports the set's cost
+# scaled to a 100 us/block machine as well.
+REFERENCE_STA_US = 100.0
 VK_OLD = bytes.fromhex("ABABABABABABABAB")
 VK_NEW = bytes.fromhex("9494949494949494")
 VK20 = bytes.fromhex("ABABABABABABABAB949494949494949401234567")
@@ -171,6 +177,17 @@ def batch_credit_per_second(count: int, repeats: int) -> list[Sample]:
     return [timed(lambda: build_tokens(requests), count, rate=True) for _ in range(repeats)]
 
 
+def reference_sta_us(repeats: int) -> float:
+    """Best CPU time of the literal bit-by-bit STA (tokens.sts._sta.reference_encrypt) per block."""
+    key, blocks = 0xE653341F9D5BF36F, [(0x0123456789ABCDEF * n) & (1 << 64) - 1 for n in range(1, 201)]
+
+    def run() -> None:
+        for block in blocks:
+            reference_encrypt(block, key)
+
+    return min(timed(run, len(blocks)).cpu for _ in range(repeats))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meters", type=int, default=5000)
@@ -183,7 +200,9 @@ def main() -> int:
         rollover_ea07(pan, 5_800_000 + 2 * i) for i, pan in enumerate(pans[:100])
     ]
     print(f"python {platform.python_version()} on {platform.machine()}, {args.meters} meters x {args.repeats} runs")
+    reference_before = reference_sta_us(args.repeats)
     single07 = per_meter_us(rollover_ea07, pans, args.repeats)
+    reference_after = reference_sta_us(args.repeats)
     batch07 = batch_per_meter_us(pans, "02", "07", args.repeats)
     single11 = per_meter_us(rollover_ea11, pans, args.repeats)
     batch11 = batch_per_meter_us(pans, "04", "11", args.repeats)
@@ -206,6 +225,13 @@ def main() -> int:
 
     print(f"load average at start: {load:.2f} (this machine has {os.cpu_count()} cores)")
     line("EA07/DKGA02 rollover set, one meter at a time (2 DKs + KCT pair + credit)", single07, target=True)
+    reference = (reference_before + reference_after) / 2
+    scaled = min(x.cpu for x in single07) * REFERENCE_STA_US / reference
+    print(
+        f"  machine speed: bit-by-bit STA {reference_before:.0f} / {reference_after:.0f} us/block before/after "
+        f"(the issue assumes ~{REFERENCE_STA_US:.0f}); the set scaled to that speed: {scaled:.1f} us/meter "
+        f"[target <= {TARGET_US:.0f} us: {'MET' if scaled <= TARGET_US else 'MISSED'}]"
+    )
     for label, cpu in stages.items():
         print(f"  stage {label}: best {cpu:.1f} us/call CPU")
     line(f"EA07/DKGA02 rollover set, batch of {args.meters} (derive_decoder_keys + build_tokens)", batch07, True)

@@ -30,7 +30,7 @@ def _offset(exponent: int) -> int:
 
 
 def _value(exponent: int, mantissa: int) -> int:
-    return mantissa * 10**exponent + _offset(exponent)
+    return mantissa * int(10**exponent) + _offset(exponent)
 
 
 #: Largest value a 16-bit TransferAmount can carry (field 0xFFFF), in field units.

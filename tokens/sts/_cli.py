@@ -170,8 +170,8 @@ def _run(args: argparse.Namespace) -> str:
             new_sgc=args.sgc, tables=args.tables,
         )  # fmt: skip
         return "\n".join(tokens)
-    key = None if args.dk is None else _hex(args.dk, "--dk")
-    decoded = decode_token(args.token, ea=args.ea, decoder_key=key, tables=args.tables)
+    decoder_key = None if args.dk is None else _hex(args.dk, "--dk")
+    decoded = decode_token(args.token, ea=args.ea, decoder_key=decoder_key, tables=args.tables)
     return _decoded_json(decoded, args.bd)
 
 

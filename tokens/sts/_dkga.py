@@ -10,7 +10,7 @@ import hmac
 import sys
 from array import array
 from functools import lru_cache
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from Crypto.Cipher import DES
 
@@ -81,7 +81,7 @@ def check_kt(kt: int) -> int:
 
 
 @lru_cache(maxsize=32)
-def _des_for_vending_key(vending_key: bytes):  # noqa: ANN202 - pycryptodome has no public cipher type
+def _des_for_vending_key(vending_key: bytes) -> Any:  # pycryptodome exports no public cipher type
     # Creating a DES object costs ~5 us, more than the encryption itself. A batch re-keys
     # thousands of meters under the same vending key, so keep a few ECB objects (stateless,
     # so sharing them is safe). clear_key_caches() drops them, e.g. after a key is retired.

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sys
 from array import array
+from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -103,6 +104,10 @@ def _planes_to_words(planes: Sequence[int], matrices: int, count: int) -> list[i
     return out.tolist()[:count]
 
 
+# An S-box layer in bitsliced form: four input planes, the key-selector plane, all-ones -> four output planes.
+SboxProgram = Callable[[int, int, int, int, int, int], tuple[int, int, int, int]]
+
+
 def _production_sbox(a0: int, a1: int, a2: int, a3: int, sel: int, ones: int) -> tuple[int, int, int, int]:
     """SUB1 (sel bit 0) or SUB2 (sel bit 1) of the production tables, as Boolean algebra.
 
@@ -129,7 +134,7 @@ def _production_sbox(a0: int, a1: int, a2: int, a3: int, sel: int, ones: int) ->
     )  # fmt: skip
 
 
-def _generic_sbox(tables: StaTables):  # noqa: ANN202 - returns a function shaped like _production_sbox
+def _generic_sbox(tables: StaTables) -> SboxProgram:
     base, diff = _sbox_program(tables)
 
     def sbox(a0: int, a1: int, a2: int, a3: int, sel: int, ones: int) -> tuple[int, int, int, int]:
@@ -166,14 +171,15 @@ def encrypt_many(blocks: Sequence[int], keys: Sequence[int], tables: StaTables =
     aligned = [((~k & _MASK64) >> 12 | (~k & 0xFFF) << 52) for k in keys]
     key_planes = _words_to_planes(aligned, matrices)
     ones = (1 << (64 * matrices)) - 1
-    sbox = _production_sbox if tables is PRODUCTION else _generic_sbox(tables)
+    sbox: SboxProgram = _production_sbox if tables is PRODUCTION else _generic_sbox(tables)
     # where output bit b of nibble i goes: (PERM[4i], PERM[4i+1], PERM[4i+2], PERM[4i+3])
     targets = [tables.perm[4 * i : 4 * i + 4] for i in range(16)]
     for r in range(16):
         new_state = [0] * 64
         for i in range(16):
             # round r, nibble i: selector = bit 4i+3 of ROTL(K', r) = bit (4i+3-r) mod 64 of K'
-            o0, o1, o2, o3 = sbox(*state[4 * i : 4 * i + 4], key_planes[(4 * i + 3 - r) % 64], ones)
+            a0, a1, a2, a3 = state[4 * i : 4 * i + 4]
+            o0, o1, o2, o3 = sbox(a0, a1, a2, a3, key_planes[(4 * i + 3 - r) % 64], ones)
             p0, p1, p2, p3 = targets[i]
             new_state[p0] = o0
             new_state[p1] = o1

@@ -251,6 +251,8 @@ class VirtualMeter:
         new_key = key.to_bytes(16 if self.ea == EA11 else 8, "big")
         self.decoder_key = new_key
         self._cipher = make_cipher(self.ea, new_key, self.tables)
+        # decode_block fills these on KCT halves; the check above already range-checked them.
+        assert kct1.krn is not None and kct1.kt is not None and kct2.ti is not None
         self.krn = kct1.krn
         self.kt = kct1.kt
         self.ti = kct2.ti
