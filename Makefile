@@ -31,6 +31,7 @@ test: install-dev
 lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy --strict --ignore-missing-imports tokens/sts
 
 format: install-dev
 	$(VENV)/bin/ruff format .
