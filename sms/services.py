@@ -49,28 +49,18 @@ def _batch_counters(batch_id: int | None, **deltas: int) -> None:
 # --- queueing and dispatch -------------------------------------------------------------------
 
 
-# After a failed publish, skip the broker this long: a vend must not wait on a dead Redis for
-# every message (Celery's own publish retries cost ~0.6 s each); the sweep sends what stays queued.
-BROKER_BACKOFF_SECONDS = 5.0
-_broker_down_until = 0.0
-
-
 def message_dispatch(ids: Sequence[int], *, queue: str, countdown: float | None = None) -> bool:
     """Hand message ids to Celery. Never raises: with the broker down the messages stay queued
-    and the periodic sweep sends them later."""
-    global _broker_down_until
+    and the periodic sweep sends them later. No publish retries here (and the broker transport
+    gives up after one quick reconnect, see CELERY_BROKER_TRANSPORT_OPTIONS): a vend must not
+    wait on a dead Redis."""
     from .tasks import send_messages
 
     if not ids:
         return True
-    eager = send_messages.app.conf.task_always_eager
-    if not eager and time.monotonic() < _broker_down_until:
-        return False
     try:
         send_messages.apply_async(args=[list(ids)], queue=queue, countdown=countdown, retry=False)
     except Exception:  # noqa: BLE001 - any broker failure; the rows are safe in the outbox
-        if not eager:
-            _broker_down_until = time.monotonic() + BROKER_BACKOFF_SECONDS
         logger.exception("could not hand %d SMS to the broker (queue %s); the sweep will retry", len(ids), queue)
         return False
     return True

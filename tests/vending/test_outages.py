@@ -28,9 +28,8 @@ def _point_celery_at(broker_url: str, *, eager: bool) -> None:
 
 
 @pytest.fixture
-def broker_down(monkeypatch):
+def broker_down():
     saved = {key: celery_app.conf[key] for key in ("task_always_eager", "broker_url")}
-    monkeypatch.setattr(sms_services, "_broker_down_until", 0.0)
     _point_celery_at(CLOSED_PORT_BROKER, eager=False)
     yield
     _point_celery_at(saved["broker_url"], eager=saved["task_always_eager"])
@@ -44,7 +43,6 @@ def _sweep_later() -> dict[str, int]:
 def test_a_vend_succeeds_with_the_broker_down_and_its_sms_goes_out_when_it_returns(
     vend, vending_keys, in_campaign, meter_factory, broker_down
 ):
-    MemoryBackend.reset()
     meter = meter_factory.create()
     response = vend(meter, reference="OUT-1")
     assert response.status_code == 201
@@ -61,7 +59,6 @@ def test_a_vend_succeeds_with_the_broker_down_and_its_sms_goes_out_when_it_retur
 
 
 def test_a_vend_succeeds_while_the_gateway_fails_and_the_sms_is_retried(vend, vending_keys, in_campaign, meter_factory):
-    MemoryBackend.reset()
     MemoryBackend.script = [SendResult(outcome="retry", error="HTTP 500 from the gateway")]
     meter = meter_factory.create()
     response = vend(meter, reference="OUT-2")
