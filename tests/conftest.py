@@ -2,11 +2,46 @@
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Callable, Iterator
 
+import pytest
+from django.contrib.auth.models import Group, User
+from django.core.cache import cache
+
+from accounts.roles import roles_sync
+from sms.backends.memory import MemoryBackend
 from tests.factories import MeterFactory
+
+STAFF_PASSWORD = "staff-test-pass-2024"
 
 
 @pytest.fixture
 def meter_factory() -> type[MeterFactory]:
     return MeterFactory
+
+
+@pytest.fixture(autouse=True)
+def _fresh_outbox_and_cache() -> Iterator[None]:
+    # The in-memory SMS outbox and the cache (throttles, rate limits, cached lists) are
+    # process-wide: every test starts and ends with them empty.
+    MemoryBackend.reset()
+    cache.clear()
+    yield
+    MemoryBackend.reset()
+    cache.clear()
+
+
+@pytest.fixture
+def staff(db: None) -> Callable[..., User]:
+    """staff(role, username=None) -> a staff user in that role's group (None: no group)."""
+
+    def make(role: str | None, username: str | None = None) -> User:
+        if role and not Group.objects.filter(name=role).exists():
+            roles_sync()  # a transactional test's flush dropped the groups
+        name = username or (role or "nobody").split()[0].lower()
+        user = User.objects.create_user(name, password=STAFF_PASSWORD, is_staff=True)
+        if role:
+            user.groups.add(Group.objects.get(name=role))
+        return user
+
+    return make

@@ -9,14 +9,6 @@ from django.utils import timezone
 
 from campaigns.models import Campaign
 from campaigns.services import campaign_create
-from sms.backends.memory import MemoryBackend
-
-
-@pytest.fixture(autouse=True)
-def _memory_outbox():
-    MemoryBackend.reset()
-    yield
-    MemoryBackend.reset()
 
 
 @pytest.fixture

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 
-from accounts.roles import AUDITOR, CAMPAIGN_MANAGER, CARE_AGENT, roles_sync
+from accounts.roles import AUDITOR, CAMPAIGN_MANAGER, CARE_AGENT
 from campaigns.models import Enrollment
 from campaigns.services import batch_schedule, enrollment_mark_notified
 
 pytestmark = pytest.mark.django_db
 
 
-def _staff(client, role: str) -> User:
-    roles_sync()
-    user = User.objects.create_user(role.split()[0].lower(), password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    client.force_login(user)
-    return user
+@pytest.fixture
+def login(client, staff):
+    """login(role) -> a staff user in that role, logged in on `client`."""
+
+    def log_in(role: str) -> User:
+        user = staff(role)
+        client.force_login(user)
+        return user
+
+    return log_in
 
 
 @pytest.fixture
@@ -31,8 +35,8 @@ def enrolled(campaign, meter_factory, now):
 
 
 @pytest.mark.parametrize("role", [AUDITOR, CARE_AGENT, CAMPAIGN_MANAGER])
-def test_every_role_reads_and_nobody_writes(client, enrolled, role):
-    _staff(client, role)
+def test_every_role_reads_and_nobody_writes(client, login, enrolled, role):
+    login(role)
     batch, enrollment, _ = enrolled
     for model in ("campaign", "batch", "enrollment", "enrollmentevent"):
         assert client.get(f"/admin/campaigns/{model}/").status_code == 200, model
@@ -42,16 +46,16 @@ def test_every_role_reads_and_nobody_writes(client, enrolled, role):
     assert 'name="_save"' not in page
 
 
-def test_an_enrollment_page_shows_its_events(client, enrolled):
-    _staff(client, AUDITOR)
+def test_an_enrollment_page_shows_its_events(client, login, enrolled):
+    login(AUDITOR)
     _, enrollment, _ = enrolled
     page = client.get(f"/admin/campaigns/enrollment/{enrollment.pk}/change/").content.decode()
     assert "scheduled" in page and "notified" in page and "batch 1" in page and "sms" in page
 
 
 @pytest.mark.parametrize("term", ["0712 345 678", "+254712345678", "meter"])
-def test_enrollments_by_phone_or_meter_number(client, enrolled, term):
-    _staff(client, CARE_AGENT)
+def test_enrollments_by_phone_or_meter_number(client, login, enrolled, term):
+    login(CARE_AGENT)
     _, wanted, other = enrolled
     term = wanted.meter.meter_number if term == "meter" else term
     page = client.get("/admin/campaigns/enrollment/", {"q": term}).content.decode()
@@ -64,8 +68,8 @@ def test_enrollments_by_phone_or_meter_number(client, enrolled, term):
         assert f"/admin/campaigns/enrollmentevent/{event.pk}/change/" not in page
 
 
-def test_filter_enrollments_by_state(client, enrolled):
-    _staff(client, AUDITOR)
+def test_filter_enrollments_by_state(client, login, enrolled):
+    login(AUDITOR)
     _, wanted, other = enrolled
     page = client.get("/admin/campaigns/enrollment/", {"state__exact": "notified"}).content.decode()
     assert f"/admin/campaigns/enrollment/{wanted.pk}/change/" in page

@@ -5,23 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from django.core.cache import cache
 
 from campaigns.services import campaign_create
 from partners.services import partner_create
-from sms.backends.memory import MemoryBackend
 from tests.care.factories import SGC
 from tokens.custody import vending_key_load
 from tokens.demo import random_des_key
-
-
-@pytest.fixture(autouse=True)
-def _clean_outbox_and_cache():
-    MemoryBackend.reset()
-    cache.clear()
-    yield
-    MemoryBackend.reset()
-    cache.clear()
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from django.utils import timezone
 from campaigns.models import Batch, Campaign, Enrollment
 from dashboard.models import CampaignTarget
 from meters.models import Meter
+from tests.conftest import STAFF_PASSWORD
 
-from .conftest import PASSWORD
 from .factories import daily_history
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -72,7 +72,7 @@ def _login(page, live_server, user):
     page.goto(f"{live_server.url}/dashboard/")
     assert "/accounts/login/" in page.url  # anonymous: sent to the login page
     page.fill("#id_username", user.username)
-    page.fill("#id_password", PASSWORD)
+    page.fill("#id_password", STAFF_PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r"/dashboard/"))
 

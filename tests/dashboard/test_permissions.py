@@ -7,6 +7,7 @@ from django.urls import reverse
 
 from campaigns.models import Batch, Enrollment
 from campaigns.services import batch_schedule
+from tests.conftest import STAFF_PASSWORD
 
 pytestmark = pytest.mark.django_db
 
@@ -60,7 +61,7 @@ def test_anonymous_users_are_sent_to_the_login_page(client, campaign, batch):
 def test_login_page_renders_and_signs_in_to_the_dashboard(client, manager, campaign):
     page = client.get("/accounts/login/")
     assert page.status_code == 200 and b'name="username"' in page.content
-    response = client.post("/accounts/login/", {"username": manager.username, "password": "dash-test-pass-2024"})
+    response = client.post("/accounts/login/", {"username": manager.username, "password": STAFF_PASSWORD})
     assert response.status_code == 302 and response["Location"] == "/dashboard/"
     assert client.get("/dashboard/", follow=True).status_code == 200
 

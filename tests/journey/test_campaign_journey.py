@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
-from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from django.test import Client
 
@@ -65,8 +64,7 @@ def _ussd(client: Client, phone: str, text: str, session: str = "journey-1") -> 
     return body
 
 
-def test_a_meter_goes_from_the_register_to_confirmed_on_the_new_key(tmp_path: Path) -> None:
-    MemoryBackend.reset()
+def test_a_meter_goes_from_the_register_to_confirmed_on_the_new_key(tmp_path: Path, staff) -> None:
     meters = [_meter_number(serial) for serial in range(1, 6)]
     phones = [f"07{serial:08d}" for serial in range(11, 16)]
     rows = [
@@ -185,11 +183,9 @@ def test_a_meter_goes_from_the_register_to_confirmed_on_the_new_key(tmp_path: Pa
         enrollment = Enrollment.objects.get(campaign_id=campaign_id, meter=customer)
         assert enrollment.state == Enrollment.State.CONFIRMED
         campaign = Campaign.objects.get(pk=campaign_id)
-        manager = User.objects.create_user("journey-manager", password="pw", is_staff=True)
-        manager.groups.add(Group.objects.get(name=CAMPAIGN_MANAGER))
-        staff = Client()
-        staff.force_login(manager)
-        overview = staff.get(f"/dashboard/campaigns/{campaign.pk}/")
+        dashboard = Client()
+        dashboard.force_login(staff(CAMPAIGN_MANAGER, "journey-manager"))
+        overview = dashboard.get(f"/dashboard/campaigns/{campaign.pk}/")
         assert overview.status_code == 200
         page = overview.content.decode()
         for label, expected in (("Scheduled", 3), ("Notified", 3), ("Codes issued", 1), ("Confirmed", 1)):

@@ -5,15 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sms.backends import _backend
-from sms.backends.memory import MemoryBackend
 from sms.fake_gateway import FakeAfricasTalking, GatewayConfig
-
-
-@pytest.fixture(autouse=True)
-def _memory_outbox():
-    MemoryBackend.reset()
-    yield
-    MemoryBackend.reset()
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 
-from accounts.roles import AUDITOR, CARE_SUPERVISOR, roles_sync
+from accounts.roles import AUDITOR, CARE_SUPERVISOR
 from audit.models import AuditEvent
 from sms.models import DeliveryReport, Message
 
@@ -15,12 +15,16 @@ TOKEN = "1234-5678-9012-3456-7890"
 CODES_BODY = f"KPLC 54000000001 type in order: 1) {TOKEN} 2) 2222 3333 4444 5555 6666 3) 77778888999900001111"
 
 
-def _staff(client, role: str) -> User:
-    roles_sync()
-    user = User.objects.create_user(role.split()[0].lower(), password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    client.force_login(user)
-    return user
+@pytest.fixture
+def login(client, staff):
+    """login(role) -> a staff user in that role, logged in on `client`."""
+
+    def log_in(role: str) -> User:
+        user = staff(role)
+        client.force_login(user)
+        return user
+
+    return log_in
 
 
 @pytest.fixture
@@ -35,8 +39,8 @@ def messages(meter_factory):
     return codes, notice, meter
 
 
-def test_auditors_see_lists_but_can_change_nothing(client, messages):
-    _staff(client, AUDITOR)
+def test_auditors_see_lists_but_can_change_nothing(client, login, messages):
+    login(AUDITOR)
     codes, notice, _ = messages
     assert client.get("/admin/sms/message/").status_code == 200
     assert client.get("/admin/sms/deliveryreport/").status_code == 200
@@ -46,8 +50,8 @@ def test_auditors_see_lists_but_can_change_nothing(client, messages):
     assert 'name="_save"' not in page  # a view page, no form to submit
 
 
-def test_token_digits_are_masked_without_the_permission(client, messages):
-    _staff(client, AUDITOR)
+def test_token_digits_are_masked_without_the_permission(client, login, messages):
+    login(AUDITOR)
     codes, _, _ = messages
     page = client.get(f"/admin/sms/message/{codes.pk}/change/").content.decode()
     assert "••••-••••-••••-••••-••••" in page and "54000000001" in page  # the meter number stays
@@ -57,8 +61,8 @@ def test_token_digits_are_masked_without_the_permission(client, messages):
     assert not AuditEvent.objects.filter(action="sms.message_digits_viewed").exists()
 
 
-def test_supervisors_see_digits_and_each_view_is_audited(client, messages):
-    user = _staff(client, CARE_SUPERVISOR)
+def test_supervisors_see_digits_and_each_view_is_audited(client, login, messages):
+    user = login(CARE_SUPERVISOR)
     codes, notice, _ = messages
     page = client.get(f"/admin/sms/message/{codes.pk}/change/").content.decode()
     assert TOKEN in page
@@ -73,16 +77,16 @@ def test_supervisors_see_digits_and_each_view_is_audited(client, messages):
 
 
 @pytest.mark.parametrize("term", ["0712 345 678", "ATXid_c1"])
-def test_search_by_phone_or_provider_id(client, messages, term):
-    _staff(client, AUDITOR)
+def test_search_by_phone_or_provider_id(client, login, messages, term):
+    login(AUDITOR)
     codes, notice, _ = messages
     page = client.get("/admin/sms/message/", {"q": term}).content.decode()
     assert f"/admin/sms/message/{codes.pk}/change/" in page
     assert f"/admin/sms/message/{notice.pk}/change/" not in page
 
 
-def test_search_by_meter_number_and_filters(client, messages):
-    _staff(client, AUDITOR)
+def test_search_by_meter_number_and_filters(client, login, messages):
+    login(AUDITOR)
     codes, notice, meter = messages
     page = client.get("/admin/sms/message/", {"q": meter.meter_number}).content.decode()
     assert f"/admin/sms/message/{notice.pk}/change/" in page
@@ -92,8 +96,8 @@ def test_search_by_meter_number_and_filters(client, messages):
     assert f"/admin/sms/message/{notice.pk}/change/" not in page
 
 
-def test_delivery_reports_search_by_phone(client):
-    _staff(client, AUDITOR)
+def test_delivery_reports_search_by_phone(client, login):
+    login(AUDITOR)
     DeliveryReport.objects.create(provider_message_id="ATXid_r1", status="Success", phone_number="+254712345678")
     DeliveryReport.objects.create(provider_message_id="ATXid_r2", status="Failed", phone_number="+254799000111")
     page = client.get("/admin/sms/deliveryreport/", {"q": "0712345678"}).content.decode()

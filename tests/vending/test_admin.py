@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Group, User
 
 from accounts.roles import CARE_AGENT, CARE_SUPERVISOR
 from audit.models import AuditEvent
 from tokens.models import ReversalRequest
 
 pytestmark = pytest.mark.django_db
-
-
-def _staff(username: str, role: str) -> User:
-    user = User.objects.create_user(username, password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    return user
 
 
 @pytest.fixture
@@ -26,8 +19,8 @@ def reversal(api, vend, vending_keys, in_campaign, meter_factory) -> ReversalReq
     return ReversalRequest.objects.select_related("vend").get(vend__reference="ADM-1")
 
 
-def test_the_vend_list_never_shows_token_digits(client, reversal):
-    client.force_login(_staff("agent1", CARE_AGENT))
+def test_the_vend_list_never_shows_token_digits(client, staff, reversal):
+    client.force_login(staff(CARE_AGENT, "agent1"))
     vend = reversal.vend
     listing = client.get("/admin/tokens/vend/", {"q": "ADM-1"})
     page = client.get(f"/admin/tokens/vend/{vend.pk}/change/")
@@ -38,8 +31,8 @@ def test_the_vend_list_never_shows_token_digits(client, reversal):
         assert all(token not in content for token in digits)
 
 
-def test_a_care_agent_sees_the_reversal_queue_but_cannot_decide(client, reversal):
-    client.force_login(_staff("agent2", CARE_AGENT))
+def test_a_care_agent_sees_the_reversal_queue_but_cannot_decide(client, staff, reversal):
+    client.force_login(staff(CARE_AGENT, "agent2"))
     response = client.get("/admin/tokens/reversalrequest/")
     assert response.status_code == 200 and "wrong meter" in response.content.decode()
     action_form = response.context.get("action_form")
@@ -50,8 +43,8 @@ def test_a_care_agent_sees_the_reversal_queue_but_cannot_decide(client, reversal
     assert reversal.status == ReversalRequest.Status.OPEN
 
 
-def test_a_supervisor_approves_a_reversal_and_it_is_audited(client, reversal):
-    client.force_login(_staff("super1", CARE_SUPERVISOR))
+def test_a_supervisor_approves_a_reversal_and_it_is_audited(client, staff, reversal):
+    client.force_login(staff(CARE_SUPERVISOR, "super1"))
     response = client.get("/admin/tokens/reversalrequest/")
     assert "approve" in [name for name, _ in response.context["action_form"].fields["action"].choices]
     response = client.post("/admin/tokens/reversalrequest/", {"action": "approve", "_selected_action": [reversal.pk]})
