@@ -17,6 +17,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Protocol
 
+from tokens.sts import is_valid_meter_number
+
 MAX_SCREEN = 182  # characters a handset shows, "CON "/"END " included
 MAX_TEXT = 120  # longer `text` is garbage or a loop: no legitimate path needs more than ~40
 MAX_INPUTS = 15
@@ -327,25 +329,13 @@ def clean_meter_number(raw: str) -> str:
     return _SEPARATORS.sub("", raw)
 
 
-def luhn_valid(digits: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
-        if index % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
-
-
 def _meter_entered(state: State, choice: str, context: Context) -> State:
     if choice == "0":
         return State(language=state.language)
     digits = clean_meter_number(choice)
     if not digits.isascii() or not digits.isdigit():
         return replace(state, error="not_a_number")
-    if len(digits) not in (11, 13) or not luhn_valid(digits):
+    if not is_valid_meter_number(digits):
         return replace(state, error="bad_meter", error_values={"m": digits[:13]})
     facts = context.backend.meter_facts(digits)
     if facts is None or facts.status is MeterStatus.NOT_FOUND:

@@ -5,19 +5,12 @@ from __future__ import annotations
 import factory
 
 from meters.models import Meter
+from tokens.sts import luhn_check_digit
 
 
 def luhn_complete(partial: str) -> str:
-    """Append the Luhn check digit (doubling from the rightmost digit of `partial`)."""
-    total = 0
-    for index, char in enumerate(reversed(partial)):
-        digit = int(char)
-        if index % 2 == 0:
-            digit *= 2
-            if digit > 9:
-                digit -= 9
-        total += digit
-    return partial + str((10 - total % 10) % 10)
+    """`partial` with its Luhn check digit appended (a valid meter number from 10 or 12 digits)."""
+    return partial + str(luhn_check_digit(partial))
 
 
 class MeterFactory(factory.django.DjangoModelFactory):
