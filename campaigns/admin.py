@@ -13,7 +13,7 @@ from django.http import HttpRequest
 
 from meters.admin import EstimatedCountPaginator, ReadOnlyAdminMixin
 from meters.models import Meter
-from meters.phones import InvalidPhoneNumber, normalize_kenyan_phone
+from meters.phones import kenyan_phone_or_none
 
 from .models import Batch, Campaign, Enrollment, EnrollmentEvent
 
@@ -23,10 +23,10 @@ def _meter_ids(term: str) -> QuerySet | None:
     term = term.strip()
     if not term:
         return None
-    try:
-        return Meter.objects.filter(phone=normalize_kenyan_phone(term)).values("pk")
-    except InvalidPhoneNumber:
-        return Meter.objects.filter(meter_number=term).values("pk")
+    phone = kenyan_phone_or_none(term)
+    if phone:
+        return Meter.objects.filter(phone=phone).values("pk")
+    return Meter.objects.filter(meter_number=term).values("pk")
 
 
 @admin.register(Campaign)

@@ -20,7 +20,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from meters.models import Meter
-from meters.phones import InvalidPhoneNumber, normalize_kenyan_phone
+from meters.phones import kenyan_phone_or_none
 from tokens import errors as vend_errors
 from tokens.services import key_change_set_issue, mask_name, meter_last_tokens, meter_update_codes, vend_sms_resend
 
@@ -45,10 +45,7 @@ _CASE_KIND = {
 
 
 def _phone(raw: str) -> str:
-    try:
-        return normalize_kenyan_phone(raw)
-    except InvalidPhoneNumber:
-        return raw.strip()[:16]
+    return kenyan_phone_or_none(raw) or raw.strip()[:16]
 
 
 def ussd_language_get(*, phone: str) -> str:

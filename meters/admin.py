@@ -13,7 +13,7 @@ from care import services as care_services
 from care.desk import CHANGE_ENROLLMENT, RESEND, CareDeskMixin
 
 from .models import Meter
-from .phones import InvalidPhoneNumber, normalize_kenyan_phone
+from .phones import kenyan_phone_or_none
 
 
 class EstimatedCountPaginator(Paginator):
@@ -72,11 +72,8 @@ class MeterAdmin(CareDeskMixin, admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[Meter], search_term: str
     ) -> tuple[QuerySet[Meter], Any]:
         term = search_term.strip()
-        try:
-            # Care agents type what the customer reads out: "0712 345 678" finds "+254712345678".
-            term = normalize_kenyan_phone(term)
-        except InvalidPhoneNumber:
-            pass
+        # Care agents type what the customer reads out: "0712 345 678" finds "+254712345678".
+        term = kenyan_phone_or_none(term) or term
         digits = care_services.token_digits_clean(term)
         if len(digits) == 20 and digits.isdigit():
             # A token read out by the customer: found through its keyed digest, never a digits scan.

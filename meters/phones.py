@@ -23,3 +23,11 @@ def normalize_kenyan_phone(raw: str) -> str:
     if not match:
         raise InvalidPhoneNumber(f"not a Kenyan mobile number: {raw!r}")
     return "+254" + match.group(1)
+
+
+def kenyan_phone_or_none(raw: str) -> str | None:
+    """The E.164 form when `raw` is a Kenyan mobile number, else None (search boxes take both)."""
+    try:
+        return normalize_kenyan_phone(raw)
+    except InvalidPhoneNumber:
+        return None

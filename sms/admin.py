@@ -17,7 +17,7 @@ from audit.services import audit_record
 from kplc_sts.logging import TOKEN_DIGITS
 from meters.admin import EstimatedCountPaginator, ReadOnlyAdminMixin
 from meters.models import Meter
-from meters.phones import InvalidPhoneNumber, normalize_kenyan_phone
+from meters.phones import kenyan_phone_or_none
 
 from .models import DeliveryReport, Message
 
@@ -37,10 +37,9 @@ def search_messages(queryset: QuerySet, term: str) -> QuerySet:
     if not term:
         return queryset
     match = Q(provider_message_id=term)
-    try:
-        match |= Q(recipient=normalize_kenyan_phone(term))
-    except InvalidPhoneNumber:
-        pass
+    phone = kenyan_phone_or_none(term)
+    if phone:
+        match |= Q(recipient=phone)
     if term.isdigit():
         match |= Q(meter_id__in=Meter.objects.filter(meter_number=term).values("pk"))
     return queryset.filter(match)
@@ -147,8 +146,4 @@ class DeliveryReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         term = search_term.strip()
-        try:
-            term = normalize_kenyan_phone(term)
-        except InvalidPhoneNumber:
-            pass
-        return super().get_search_results(request, queryset, term)
+        return super().get_search_results(request, queryset, kenyan_phone_or_none(term) or term)
