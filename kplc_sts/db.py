@@ -1,0 +1,102 @@
+"""The one place that asks which database this is, and the statements every app shares.
+
+Apps keep their PostgreSQL-only statements in a private `_pg.py` and the portable twin (any
+database Django supports, SQLite for the demo and `make test`) in `_portable.py`, with the same
+function signatures. `by_vendor` picks one per call, so the rules never ask which database they
+are on, and `portable_forced` lets a parity test run the portable twin on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import threading
+from collections.abc import Iterator, Mapping
+from types import ModuleType
+from typing import Any
+
+from django.db import connection, models
+
+_forced = threading.local()
+
+
+def is_postgres() -> bool:
+    """Whether the PostgreSQL statements apply (LATERAL joins, data-modifying CTEs, COPY...)."""
+    return connection.vendor == "postgresql" and not getattr(_forced, "portable", False)
+
+
+@contextlib.contextmanager
+def portable_forced() -> Iterator[None]:
+    """Run the portable statements even on PostgreSQL (parity tests compare the two)."""
+    previous = getattr(_forced, "portable", False)
+    _forced.portable = True
+    try:
+        yield
+    finally:
+        _forced.portable = previous
+
+
+class by_vendor:  # noqa: N801 - reads as a module: `statements = by_vendor(pg=_pg, portable=_portable)`
+    """A module-like object whose attributes come from `pg` on PostgreSQL and `portable` elsewhere."""
+
+    def __init__(self, *, pg: ModuleType, portable: ModuleType) -> None:
+        self._pg, self._portable = pg, portable
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pg if is_postgres() else self._portable, name)
+
+
+def sql_value(value: Any) -> Any:
+    """A Python value as a raw-SQL parameter (datetimes need the backend's adaptation)."""
+    if isinstance(value, dt.datetime):
+        return connection.ops.adapt_datetimefield_value(value)
+    if isinstance(value, dt.date):
+        return connection.ops.adapt_datefield_value(value)
+    return value
+
+
+def _insert_defaults(model: type[models.Model]) -> dict[str, Any]:
+    """Every column an INSERT must fill besides the primary key, with its default (Python-side
+    defaults: the tables carry none of their own)."""
+    found = _defaults_cache.get(model)
+    if found is None:
+        found = {field.column: field.get_default() for field in model._meta.concrete_fields if not field.primary_key}
+        _defaults_cache[model] = found
+    return found
+
+
+_defaults_cache: dict[type[models.Model], dict[str, Any]] = {}
+
+
+def upsert_increment(model: type[models.Model], keys: Mapping[str, Any], **deltas: int) -> None:
+    """INSERT the row `keys` with `deltas` (other columns at their defaults), or add `deltas` to it
+    if it exists, in one statement.
+
+    `INSERT ... ON CONFLICT (keys) DO UPDATE SET col = col + excluded.col` works on PostgreSQL and
+    SQLite (>= 3.24); the conflict target must be a unique constraint over exactly `keys`.
+    """
+    changed = {name: value for name, value in deltas.items() if value}
+    if not changed:
+        return
+    table = model._meta.db_table
+    row = {**_insert_defaults(model), **keys, **deltas}
+    placeholders = ", ".join(["%s"] * len(row))
+    updates = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in changed)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(row)}) VALUES ({placeholders}) "  # noqa: S608 - model names
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}",
+            [sql_value(value) for value in row.values()],
+        )
+
+
+_fields_cache: dict[type[models.Model], dict[str, Any]] = {}
+
+
+def db_values(model: type[models.Model], row: Mapping[str, Any]) -> list[Any]:
+    """`row`'s values (keyed by attname) as the database takes them (UUIDs, decimals, datetimes),
+    prepared by the model's own fields, for raw INSERTs on the hot paths."""
+    fields = _fields_cache.get(model)
+    if fields is None:
+        fields = _fields_cache[model] = {field.attname: field for field in model._meta.concrete_fields}
+    return [fields[name].get_db_prep_save(value, connection) for name, value in row.items()]
