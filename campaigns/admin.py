@@ -42,6 +42,8 @@ class CampaignAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "notified",
         "codes_issued",
         "confirmed",
+        "done",
+        "outside_batch",
         "failed",
         "non_compliant",
     )
@@ -58,9 +60,8 @@ class BatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "scheduled_at",
         "enrolled",
         "notified",
-        "messages_sent",
-        "messages_delivered",
-        "messages_failed",
+        "codes_issued",
+        "confirmed",
         "capacity_overridden",
     )
     list_filter = ("status", "campaign")
@@ -79,8 +80,8 @@ class EnrollmentEventInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 @admin.register(Enrollment)
 class EnrollmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("id", "meter", "campaign", "batch", "state", "enrolled_at", "state_changed_at")
-    list_filter = ("state", "campaign")
+    list_display = ("id", "meter", "campaign", "batch", "origin", "state", "enrolled_at", "state_changed_at")
+    list_filter = ("state", "origin", "campaign")
     list_select_related = ("meter", "campaign", "batch", "batch__campaign")
     search_fields = ("=meter__meter_number",)  # the real search is _meter_ids (indexed columns)
     search_help_text = "Meter number or phone (any Kenyan format)"

@@ -3,18 +3,24 @@
 Counters are maintained by `campaigns.services` with F() expressions in the same transaction as
 the state change, so the dashboard never has to COUNT(*) millions of enrollments. Their meaning:
 
-- ``enrolled``: enrollments that exist (a cancelled batch gives back its unsent ones).
+- ``enrolled``: enrollments scheduled in a batch (a cancelled batch gives back its unsent ones).
 - ``notified``, ``codes_issued``, ``confirmed``: enrollments that have *reached* that milestone
-  (each counted once, the first time its timestamp is set), so they read as a funnel.
+  (each counted once, the first time its timestamp is set), however the meter got there: at the
+  till before its batch opened, outside any batch, by USSD or by the care desk.
+- ``done``: enrollments whose meter got its codes, was confirmed or left for a field visit (each
+  counted once): what "still to update" subtracts from the target.
 - ``failed``, ``non_compliant``: enrollments *currently* in that state (they need care).
-- ``messages_sent`` / ``messages_delivered`` / ``messages_failed``: the batch's SMS (notices and
-  codes) accepted by the gateway / reported delivered / finally failed or rejected.
+- ``outside_batch`` (campaign only): enrollments recorded for a meter updated outside any batch.
+
+The SMS tallies (sent, delivered, failed) are the outbox's: `sms.models.MessageTally`.
+`campaigns.selectors.campaign_counters_recount` recounts all of them from the rows.
 """
 
 from __future__ import annotations
 
 from django.db import models
 
+from kplc_sts import clock
 from meters.models import BaseDate
 
 DEFAULT_NOTICE_TEMPLATE = (
@@ -25,15 +31,15 @@ DEFAULT_CODES_TEMPLATE = "KPLC {meter} type in order: 1) {code1} 2) {code2} 3) {
 
 
 class FunnelCounters(models.Model):
+    COUNTER_FIELDS = ("enrolled", "notified", "codes_issued", "confirmed", "done", "failed", "non_compliant")
+
     enrolled = models.PositiveIntegerField(default=0)
     notified = models.PositiveIntegerField(default=0)
     codes_issued = models.PositiveIntegerField(default=0)
     confirmed = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
     failed = models.IntegerField(default=0)
     non_compliant = models.IntegerField(default=0)
-    messages_sent = models.PositiveIntegerField(default=0)
-    messages_delivered = models.PositiveIntegerField(default=0)
-    messages_failed = models.PositiveIntegerField(default=0)
 
     class Meta:
         abstract = True
@@ -59,7 +65,8 @@ class Campaign(FunnelCounters):
     notice_template = models.TextField(default=DEFAULT_NOTICE_TEMPLATE)
     codes_template = models.TextField(default=DEFAULT_CODES_TEMPLATE)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
-    created_at = models.DateTimeField(auto_now_add=True)
+    outside_batch = models.PositiveIntegerField(default=0, help_text="Meters updated outside any batch")
+    created_at = models.DateTimeField(default=clock.now)
     created_by = models.CharField(max_length=100, blank=True)
 
     class Meta:
@@ -97,7 +104,7 @@ class Batch(FunnelCounters):
     notices_created = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=clock.now)
     created_by = models.CharField(max_length=100, blank=True)
 
     class Meta:
@@ -120,9 +127,17 @@ class Enrollment(models.Model):
         FAILED = "failed", "Failed"
         NON_COMPLIANT = "non_compliant", "Non-compliant"
 
+    class Origin(models.TextChoices):
+        BATCH = "batch", "Scheduled in a batch"
+        TILL = "till", "Codes with a purchase outside any batch"
+        USSD = "ussd", "USSD *977# outside any batch"
+        CARE = "care", "Care desk outside any batch"
+
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="enrollments")
     meter = models.ForeignKey("meters.Meter", on_delete=models.PROTECT, related_name="enrollments")
-    batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="enrollments")
+    # NULL for a meter updated outside any batch: the update is still the campaign's (see origin).
+    batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.PROTECT, related_name="enrollments")
+    origin = models.CharField(max_length=8, choices=Origin.choices, default=Origin.BATCH)
     state = models.CharField(max_length=16, choices=State.choices, default=State.SCHEDULED)
     enrolled_at = models.DateTimeField()
     notified_at = models.DateTimeField(null=True, blank=True)
@@ -143,6 +158,11 @@ class Enrollment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.meter_id} in {self.campaign_id}: {self.state}"
+
+    @property
+    def reached_done(self) -> bool:
+        """Whether the meter got its codes, was confirmed or left for a field visit (ever)."""
+        return bool(self.codes_issued_at or self.confirmed_at or self.non_compliant_at)
 
 
 class EnrollmentEvent(models.Model):
@@ -177,7 +197,10 @@ class CampaignDailyStat(models.Model):
     notices_sent = models.IntegerField(default=0)
     codes_issued = models.IntegerField(default=0)
     confirmed = models.IntegerField(default=0)
+    done = models.IntegerField(default=0)
     failed = models.IntegerField(default=0)
+
+    DAILY_FIELDS = ("scheduled", "notices_sent", "codes_issued", "confirmed", "done", "failed")
 
     class Meta:
         ordering = ["campaign", "day"]
@@ -227,3 +250,19 @@ class CampaignSegment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign_id} {self.region}/{self.sgc}: {self.enrolled_active}"
+
+
+class CampaignTarget(models.Model):
+    """How many meters a campaign must update: a snapshot, because counting 7.4 million meter rows
+    takes seconds. Recounted by the meter import (the register changes only when the utility's
+    export is re-imported) and hourly (beat task campaigns.refresh_targets, or `campaign_tick`)."""
+
+    campaign = models.OneToOneField(Campaign, on_delete=models.CASCADE, related_name="target_snapshot")
+    meters = models.PositiveIntegerField()
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "dashboard_campaigntarget"  # moved from the dashboard app with its rows
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}: {self.meters} meters at {self.computed_at:%Y-%m-%d %H:%M}"

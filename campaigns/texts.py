@@ -3,7 +3,8 @@
 Templates use `{placeholders}`. Notices: {meter}, {name}, {date}. Codes: {meter}, {name},
 {code1}, {code2}, {token}, {units}. Codes are labelled 1, 2, 3 in the order they are typed.
 Notices are rendered in SQL for a whole batch at once (`notice_sql_expression`) and in Python
-(`notice_render`) for previews and resends; both give the same text.
+(`notice_render`, which the parity test compares it with). This module holds every customer SMS
+wording: notices, the vend's codes-and-token SMS, the token SMS and the codes-only resend.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import unicodedata
 from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
+
+from tokens.sts import format_token
 
 if TYPE_CHECKING:
     from .models import Batch
@@ -107,9 +110,37 @@ def notice_render(*, template: str, meter_number: str, name: str, when: dt.datet
 
 
 def codes_render(*, template: str, meter_number: str, name: str, code1: str, code2: str, token: str, units: str) -> str:
-    """The codes SMS the vending service sends: codes labelled 1, 2, 3 in typing order."""
+    """A campaign's codes template rendered: codes labelled 1, 2, 3 in typing order."""
     values = {"meter": meter_number, "code1": code1, "code2": code2, "token": token, "units": units}
     return _render(template, values, name)
+
+
+def vend_sms_render(
+    *, template: str | None, meter_number: str, name: str, codes: list[str], token: str, units: str, amount: str
+) -> str:
+    """The SMS of a vend: the codes then the token (with the campaign's template when the set is
+    the usual two codes), or the token alone."""
+    if codes and template is not None and len(codes) == 2:
+        return codes_render(
+            template=template,
+            meter_number=meter_number,
+            name=name,
+            code1=format_token(codes[0]),
+            code2=format_token(codes[1]),
+            token=format_token(token),
+            units=units,
+        )
+    if codes:
+        numbered = " ".join(f"{n}) {format_token(c)}" for n, c in enumerate([*codes, token], start=1))
+        return f"KPLC {meter_number} type in order: {numbered} ({units}). Lost? *977#"
+    return f"KPLC {meter_number} token: {format_token(token)} {units} KES {amount}. Lost? *977#"
+
+
+def codes_only_render(*, meter_number: str, codes: list[str]) -> str:
+    """The update codes on their own (care or USSD resends them without a token): labelled in
+    typing order, GSM-7, one SMS."""
+    numbered = " ".join(f"{n}) {format_token(c)}" for n, c in enumerate(codes, 1))
+    return f"KPLC {meter_number}: load unused tokens first, then type {numbered} {len(codes) + 1}) your token. *977#"
 
 
 def _check(template: str, allowed: set[str], sample: dict[str, str]) -> None:

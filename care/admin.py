@@ -1,20 +1,23 @@
-"""Care queues in the admin: open cases, the field-visit queue and meters whose SMS keep failing."""
+"""The care desk in the admin: the Meter page (with the desk's story and actions), open cases, the
+field-visit queue and meters whose SMS keep failing."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
-from meters.admin import ReadOnlyAdminMixin
+from meters.admin import EstimatedCountPaginator, ReadOnlyAdminMixin
 from meters.models import Meter
+from meters.phones import kenyan_phone_or_none
 
 from . import services
+from .desk import CHANGE_ENROLLMENT, RESEND, CareDeskMixin
 from .models import CareCase, CaseComment, FailingSmsMeter, FieldVisitMeter, UssdLanguage
 
 FAILING_SMS_THRESHOLD = 2  # failed or rejected messages before a meter needs care's attention
@@ -195,3 +198,73 @@ class UssdLanguageAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(Meter)
+class MeterAdmin(CareDeskMixin, admin.ModelAdmin):
+    list_display = (
+        "meter_number",
+        "customer_name",
+        "phone",
+        "account_number",
+        "region",
+        "sgc",
+        "krn",
+        "status",
+        "key_state",
+    )
+    list_filter = ("status", "key_state", "region", "sgc", "krn")
+    # Exact matches ride the unique and secondary indexes; a LIKE over millions of rows would not.
+    search_fields = ("=meter_number", "=phone", "=account_number")
+    search_help_text = "Meter number, phone (any Kenyan format), account number, or the 20 digits of a token"
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    # Campaign state: changed only through the services (care actions, vends, USSD), never typed in.
+    readonly_fields = ("status", "key_state", "created_at", "updated_at")
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Meter], search_term: str
+    ) -> tuple[QuerySet[Meter], Any]:
+        term = search_term.strip()
+        # Care agents type what the customer reads out: "0712 345 678" finds "+254712345678".
+        term = kenyan_phone_or_none(term) or term
+        digits = services.token_digits_clean(term)
+        if len(digits) == 20 and digits.isdigit():
+            # A token read out by the customer: found through its keyed digest, never a digits scan.
+            meter_ids = {match.meter.pk for match in services.token_find(digits=digits)}
+            return queryset.filter(pk__in=meter_ids), False
+        return super().get_search_results(request, queryset, term)
+
+    actions = ["resend_codes", "mark_confirmed", "flag_non_compliant"]
+
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(RESEND)
+
+    def has_enrollment_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(CHANGE_ENROLLMENT)
+
+    @admin.action(description="Resend update codes by SMS", permissions=["resend"])
+    def resend_codes(self, request: HttpRequest, queryset: QuerySet[Meter]) -> None:
+        sent = skipped = 0
+        for meter in queryset[:500]:
+            try:
+                sent += services.meter_codes_send(meter=meter, actor=request.user)
+            except services.CareError:
+                skipped += 1
+        self.message_user(request, f"Codes queued for {sent} meter(s); {skipped} had no codes issued.")
+
+    @admin.action(description="Mark confirmed on the new key", permissions=["enrollment"])
+    def mark_confirmed(self, request: HttpRequest, queryset: QuerySet[Meter]) -> None:
+        changed = sum(
+            services.meter_confirm(meter=meter, actor=request.user, reason="confirmed by care")
+            for meter in queryset[:500]
+        )
+        self.message_user(request, f"{changed} meter(s) marked confirmed.")
+
+    @admin.action(description="Flag non-compliant (field visit)", permissions=["enrollment"])
+    def flag_non_compliant(self, request: HttpRequest, queryset: QuerySet[Meter]) -> None:
+        changed = sum(
+            services.meter_flag_non_compliant(meter=meter, reason="flagged by care", actor=request.user)
+            for meter in queryset[:500]
+        )
+        self.message_user(request, f"{changed} meter(s) flagged for a field visit.", messages.SUCCESS)

@@ -4,8 +4,3 @@ from django.apps import AppConfig
 class CareConfig(AppConfig):
     name = "care"
     verbose_name = "Customer care and USSD"
-
-    def ready(self) -> None:
-        from . import signals
-
-        signals.connect()

@@ -1,6 +1,6 @@
 """The care desk inside the Django admin: a meter's whole story on one page, and its actions.
 
-`CareDeskMixin` is mixed into `meters.admin.MeterAdmin`. Each action is a POST to
+`CareDeskMixin` is mixed into the Meter admin (`care.admin.MeterAdmin`). Each action is a POST to
 /admin/meters/meter/<id>/care/<action>/, checks its own permission, calls one service and comes
 back to the meter page. Token digits appear only in a response rendered for a user holding
 `tokens.view_token_digits` (or the supervisor who just issued a management token), and each such
@@ -20,10 +20,13 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from audit.models import AuditEvent
+from campaigns.models import Enrollment
 from meters.models import Meter
+from sms.models import Message
 from tokens import errors as vend_errors
 from tokens.models import IssuedToken, KeyChangeSet
-from tokens.services import management_token_issue, meter_current_key, token_display
+from tokens.services import management_token_issue, meter_current_key, meter_update_codes
+from tokens.sts import format_token
 
 from . import services
 from .models import CareCase
@@ -88,9 +91,6 @@ class CareDeskMixin:
     # --- the story -----------------------------------------------------------------------------
 
     def meter_story(self, request: HttpRequest, meter: Meter) -> dict[str, Any]:
-        from campaigns.models import Enrollment
-        from sms.models import Message
-
         user = request.user
         tokens = list(IssuedToken.objects.filter(meter=meter).select_related("vend__partner")[:20])
         for token in tokens:
@@ -102,7 +102,7 @@ class CareDeskMixin:
         failing = sum(m.status in ("failed", "rejected") for m in messages_)
         return {
             "meter": meter,
-            "current_key": meter_current_key(meter),
+            "current_key": meter_current_key(meter, meter_update_codes(meter=meter)),
             "enrollments": list(
                 Enrollment.objects.filter(meter=meter)
                 .select_related("campaign", "batch")
@@ -150,11 +150,11 @@ class CareDeskMixin:
             raise PermissionDenied
         if request.method != "POST":
             return HttpResponseRedirect(self._story_url(meter))
-        handler = getattr(self, f"_care_{action.replace('-', '_')}", None)
+        handler = self.CARE_ACTIONS.get(action)
         if handler is None:
             raise PermissionDenied
         try:
-            return handler(request, meter)
+            return handler(self, request, meter)
         except (services.CareError, vend_errors.VendError) as exc:
             messages.error(request, str(exc))
         return HttpResponseRedirect(self._story_url(meter))
@@ -224,9 +224,9 @@ class CareDeskMixin:
     def _care_reveal(self, request: HttpRequest, meter: Meter) -> HttpResponse:
         self._require(request, VIEW_DIGITS)
         tokens = services.token_digits_reveal(meter=meter, actor=request.user)
-        revealed = [(t, token_display(t.digits)) for t in tokens]
+        revealed = [(t, format_token(t.digits)) for t in tokens]
         code_sets = [
-            (kcs, [f"{n}) {token_display(c)}" for n, c in enumerate(kcs.codes, 1)])
+            (kcs, [f"{n}) {format_token(c)}" for n, c in enumerate(kcs.codes, 1)])
             for kcs in KeyChangeSet.objects.filter(meter=meter)
         ]
         return self._story_response(request, meter, revealed=revealed, revealed_codes=code_sets)
@@ -239,7 +239,7 @@ class CareDeskMixin:
         subclass, label = MANAGEMENT_KINDS[form.cleaned_data["kind"]]
         value = {0: form.cleaned_data.get("watts") or 0, 1: 0xFFFF}.get(subclass, 0)
         token = management_token_issue(meter=meter, subclass=subclass, value=value, actor=request.user)
-        issued = {"label": label, "display": token_display(token.digits), "tid": token.tid, "krn": token.krn}
+        issued = {"label": label, "display": format_token(token.digits), "tid": token.tid, "krn": token.krn}
         return self._story_response(request, meter, issued=issued)
 
     def _story_response(self, request: HttpRequest, meter: Meter, **result: Any) -> HttpResponse:
@@ -253,3 +253,15 @@ class CareDeskMixin:
             "result": result,
         }
         return TemplateResponse(request, "care/meter_result.html", context)
+
+    # The URL's action name -> its handler: greppable from the template's form action to the code.
+    CARE_ACTIONS: dict[str, Any] = {
+        "resend-codes": _care_resend_codes,
+        "resend-token": _care_resend_token,
+        "confirm": _care_confirm,
+        "flag": _care_flag,
+        "open-case": _care_open_case,
+        "decode": _care_decode,
+        "reveal": _care_reveal,
+        "management-token": _care_management_token,
+    }

@@ -1,10 +1,11 @@
-"""Customer care: cases, the USSD language each phone chose, and a digest index of token digits."""
+"""Customer care: cases, and the USSD language each phone chose."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
 
+from kplc_sts import clock
 from meters.models import Meter
 
 
@@ -51,7 +52,7 @@ class CareCase(models.Model):
     source = models.CharField(max_length=8, choices=Source.choices)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
     summary = models.CharField(max_length=300, blank=True)
-    opened_at = models.DateTimeField(auto_now_add=True)
+    opened_at = models.DateTimeField(default=clock.now)
     opened_by = models.CharField(max_length=100, help_text="user:<name> or ussd:<phone>")
     assigned_to = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="care_cases"
@@ -84,7 +85,7 @@ class CaseComment(models.Model):
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
     author_label = models.CharField(max_length=100, blank=True)
     body = models.TextField()
-    at = models.DateTimeField(auto_now_add=True)
+    at = models.DateTimeField(default=clock.now)
 
     class Meta:
         ordering = ["case", "at", "id"]
@@ -92,28 +93,6 @@ class CaseComment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.author_label} on case {self.case_id}"
-
-
-class TokenDigest(models.Model):
-    """HMAC-SHA-256 of a token's 20 digits (keyed from SECRET_KEY), so care can find a token a
-    customer reads out without an unindexed scan of token digits, and without storing digits again.
-    """
-
-    digest = models.CharField(max_length=64, db_index=True)
-    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="+")
-    issued_token_id = models.BigIntegerField(null=True, blank=True)
-    key_change_set_id = models.BigIntegerField(null=True, blank=True)
-    position = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Key change code number (1, 2...)")
-
-    class Meta:
-        verbose_name = "token digest"
-        constraints = [
-            models.UniqueConstraint(fields=["issued_token_id"], name="token_digest_issued_token"),
-            models.UniqueConstraint(fields=["key_change_set_id", "position"], name="token_digest_kcs_position"),
-        ]
-
-    def __str__(self) -> str:
-        return f"digest for meter {self.meter_id}"
 
 
 class FieldVisitMeter(Meter):

@@ -17,6 +17,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Protocol
 
+from tokens.sts import format_token as sts_format_token
 from tokens.sts import is_valid_meter_number
 
 MAX_SCREEN = 182  # characters a handset shows, "CON "/"END " included
@@ -431,8 +432,9 @@ def _report_answer(state: State, choice: str, context: Context) -> State:
 
 
 def format_token(digits: str) -> str:
-    """'12345678901234567890' -> '1234 5678 9012 3456 7890' (what customers read and type)."""
-    return " ".join(digits[i : i + 4] for i in range(0, len(digits), 4))
+    """'12345678901234567890' -> '1234 5678 9012 3456 7890': the engine's grouping, with spaces
+    (what a USSD screen shows best, and what customers read and type)."""
+    return sts_format_token(digits).replace("-", " ")
 
 
 def _render(state: State) -> Reply:

@@ -11,30 +11,32 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections.abc import Sequence
-from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
+from campaigns import rules
+from campaigns import services as campaigns
+from campaigns.models import Batch, Campaign, Enrollment
+from campaigns.selectors import enrollment_for_meter
+from campaigns.texts import codes_only_render
+from kplc_sts.ratelimit import Window, window_allows
 from meters.models import Meter
 from meters.phones import kenyan_phone_or_none
+from sms.services import message_queue
 from tokens import errors as vend_errors
 from tokens.services import key_change_set_issue, mask_name, meter_last_tokens, meter_update_codes, vend_sms_resend
 
 from . import ussd
 from .models import CareCase, UssdLanguage
-from .services import care_case_open, codes_sms_body, meter_confirm
+from .services import care_case_open, meter_confirm
 
 logger = logging.getLogger(__name__)
 
 SESSION_TTL = 600  # AT sessions last at most a few minutes
 LANGUAGE_TTL = 24 * 3600
-RATE_LIMIT_PER_MINUTE = getattr(settings, "USSD_RATE_LIMIT_PER_MINUTE", 30)
-SMS_COPIES_PER_HOUR = getattr(settings, "USSD_SMS_COPIES_PER_HOUR", 3)
-DUE_STATES = ("scheduled", "notified", "codes_issued", "failed")
 
 _CASE_KIND = {
     ussd.Rejected.CODE1: CareCase.Kind.CODE1_REJECTED,
@@ -63,21 +65,16 @@ def ussd_language_set(*, phone: str, language: str) -> None:
 
 
 def _rate_allowed(phone: str) -> bool:
-    key = f"ussd:rate:{phone}:{int(time.time() // 60)}"
-    cache.add(key, 0, 90)
-    try:
-        return cache.incr(key) <= RATE_LIMIT_PER_MINUTE
-    except ValueError:  # expired between add and incr: this is the first request of the minute
-        return True
+    return window_allows(Window(key=f"ussd:rate:{phone}", seconds=60), limit=settings.USSD_RATE_LIMIT_PER_MINUTE)
 
 
 def _sms_allowed(meter_number: str, what: str) -> bool:
-    key = f"ussd:sms:{what}:{meter_number}:{int(time.time() // 3600)}"
-    cache.add(key, 0, 3700)
-    try:
-        return cache.incr(key) <= SMS_COPIES_PER_HOUR
-    except ValueError:
-        return True
+    # Fail closed: with the counter store down, no SMS copies (the screen still shows the codes).
+    return window_allows(
+        Window(key=f"ussd:sms:{what}:{meter_number}", seconds=3600),
+        limit=settings.USSD_SMS_COPIES_PER_HOUR,
+        fail_open=False,
+    )
 
 
 class DjangoUssdBackend:
@@ -92,9 +89,7 @@ class DjangoUssdBackend:
             self._meters[meter_number] = Meter.objects.filter(meter_number=meter_number).first()
         return self._meters[meter_number]
 
-    def _due_enrollment(self, meter: Meter) -> Any:
-        from campaigns.services import enrollment_for_meter
-
+    def _due_enrollment(self, meter: Meter) -> Enrollment | None:
         return enrollment_for_meter(meter)
 
     def meter_facts(self, meter_number: str) -> ussd.MeterFacts | None:
@@ -115,18 +110,16 @@ class DjangoUssdBackend:
         enrollment = self._due_enrollment(meter)
         if enrollment is not None:
             status = {
-                "confirmed": ussd.MeterStatus.CONFIRMED,
-                "non_compliant": ussd.MeterStatus.FIELD_VISIT,
+                Enrollment.State.CONFIRMED: ussd.MeterStatus.CONFIRMED,
+                Enrollment.State.NON_COMPLIANT: ussd.MeterStatus.FIELD_VISIT,
             }.get(enrollment.state, ussd.MeterStatus.CODES_READY)
             return ussd.MeterFacts(status=status, **facts)
-        from campaigns.models import Batch, Campaign, Enrollment
-
         upcoming = (
             Enrollment.objects.filter(
                 meter=meter,
                 campaign__status=Campaign.Status.ACTIVE,
                 batch__status__in=[Batch.Status.SCHEDULED, Batch.Status.PAUSED],
-                state="scheduled",
+                state=Enrollment.State.SCHEDULED,
             )
             .select_related("batch")
             .order_by("batch__scheduled_at")
@@ -143,12 +136,15 @@ class DjangoUssdBackend:
         key_change_set = meter_update_codes(meter=meter)
         if key_change_set is None:
             enrollment = self._due_enrollment(meter)
-            if enrollment is None or enrollment.state not in DUE_STATES:
+            if enrollment is None or enrollment.state not in rules.CODES_DUE:
                 return (), False
             try:
                 # Made once, stored, identical on every later vend, USSD request or resend.
                 key_change_set = key_change_set_issue(
-                    meter=meter, campaign=enrollment.campaign, actor_label=self.actor_label
+                    meter=meter,
+                    campaign=enrollment.campaign,
+                    actor_label=self.actor_label,
+                    origin=Enrollment.Origin.USSD,
                 )
             except vend_errors.VendError:
                 logger.warning("codes for meter %s could not be issued on USSD", meter_number)
@@ -156,11 +152,9 @@ class DjangoUssdBackend:
         codes = tuple(key_change_set.codes)
         sent = False
         if _sms_allowed(meter_number, "codes"):
-            from sms.services import message_queue
-
             message_queue(
                 recipient=phone,
-                body=codes_sms_body(meter_number=meter_number, codes=list(codes)),
+                body=codes_only_render(meter_number=meter_number, codes=list(codes)),
                 purpose="codes",
                 meter=meter,
             )
@@ -188,7 +182,12 @@ class DjangoUssdBackend:
         meter = self._meter(meter_number)
         assert meter is not None
         try:
-            meter_confirm(meter=meter, actor_label=self.actor_label, reason="customer confirmed on USSD")
+            meter_confirm(
+                meter=meter,
+                actor_label=self.actor_label,
+                reason="customer confirmed on USSD",
+                origin=Enrollment.Origin.USSD,
+            )
         except ValueError:
             logger.warning("USSD confirmation of meter %s refused", meter_number, exc_info=True)
             return False
@@ -207,16 +206,12 @@ class DjangoUssdBackend:
             actor_label=self.actor_label,
         )
         if rejected in (ussd.Rejected.CODE1, ussd.Rejected.CODE2):
-            from campaigns.services import EnrollmentStateError, enrollment_mark_failed
-
-            enrollment = self._due_enrollment(meter)
-            if enrollment is not None:
-                try:
-                    enrollment_mark_failed(
-                        enrollment=enrollment, actor_label=self.actor_label, reason=f"case {case.reference}"
-                    )
-                except EnrollmentStateError:
-                    pass  # confirmed or already with care: the case is what matters
+            try:
+                campaigns.meter_mark_codes_rejected(
+                    meter=meter, actor_label=self.actor_label, reason=f"case {case.reference}"
+                )
+            except campaigns.EnrollmentStateError:
+                pass  # confirmed or already with care: the case is what matters
         return case.reference
 
     def language_set(self, phone: str, language: str) -> None:

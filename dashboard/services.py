@@ -1,4 +1,4 @@
-"""Read models for the staff dashboard, and the small aggregates this app owns.
+"""Read models for the staff dashboard.
 
 Every figure comes from a maintained counter (Campaign/Batch counters, CampaignDailyStat,
 CampaignTarget, VendMinuteStat, ApiErrorStat) or from an indexed query bounded by a page size:
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import math
-import random
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -17,20 +16,24 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.core.cache import cache
-from django.db import connection, models
+from django.db import models
 from django.db.models import Count, Min, Q, Sum
 from django.utils import timezone
 
-from campaigns.models import Batch, Campaign, CampaignDailyStat, Enrollment
-from meters.models import Meter
-from sms.models import Message
+from campaigns.models import Batch, Campaign, CampaignDailyStat, CampaignTarget, Enrollment
+from campaigns.services import campaign_target_get
+from kplc_sts.db import by_vendor
+from sms.models import Message, MessageTally
+from sms.tallies import batch_tallies
+from tokens.models import ApiErrorStat, VendMinuteStat
 
-from .models import VEND_STAT_SHARDS, ApiErrorStat, CampaignTarget, VendMinuteStat
+from . import _pg, _portable
 
 # Queue depth is counted up to this many rows; beyond it the page says "more than".
 QUEUE_COUNT_CAP = 100_000
 REGIONS_CACHE_KEY = "dashboard:meter-regions"
 REGIONS_CACHE_SECONDS = 600
+statements = by_vendor(pg=_pg, portable=_portable)
 
 
 # --- Campaign overview -------------------------------------------------------------------------
@@ -44,44 +47,9 @@ def campaign_current() -> Campaign | None:
     )
 
 
-def _target_count(campaign: Campaign) -> int:
-    # Every meter of the campaign's supply groups on the old key revision (enrollment changes a
-    # meter's key_state, not its krn, so this stays put while the campaign progresses).
-    return (
-        Meter.objects.filter(sgc__in=list(campaign.sgcs), krn=campaign.from_krn)
-        .exclude(status=Meter.Status.RETIRED)
-        .count()
-    )
-
-
-def campaign_target_refresh(*, campaign: Campaign) -> CampaignTarget:
-    """Recount the campaign's target (seconds at full scale: run from the command or beat task)."""
-    snapshot, _ = CampaignTarget.objects.update_or_create(
-        campaign=campaign, defaults={"meters": _target_count(campaign), "computed_at": timezone.now()}
-    )
-    return snapshot
-
-
-def campaign_targets_refresh(*, older_than: timedelta | None = None) -> int:
-    """Recount the targets of campaigns that are not closed (beat: hourly; campaign_tick: when older
-    than an hour; the meter import: always). Returns how many were recounted."""
-    campaigns = Campaign.objects.exclude(status=Campaign.Status.CLOSED).order_by("pk")
-    if older_than is not None:
-        fresh = CampaignTarget.objects.filter(computed_at__gte=timezone.now() - older_than).values("campaign_id")
-        campaigns = campaigns.exclude(pk__in=fresh)
-    refreshed = 0
-    for campaign in campaigns:
-        campaign_target_refresh(campaign=campaign)
-        refreshed += 1
-    return refreshed
-
-
 def campaign_target(*, campaign: Campaign) -> CampaignTarget:
-    snapshot = CampaignTarget.objects.filter(campaign=campaign).first()
-    if snapshot is None:
-        # First view of a new campaign: count once; later views read the snapshot.
-        snapshot = campaign_target_refresh(campaign=campaign)
-    return snapshot
+    """The campaign's target snapshot (counted once on a new campaign's first view)."""
+    return campaign_target_get(campaign=campaign)
 
 
 @dataclass(frozen=True)
@@ -100,10 +68,13 @@ FUNNEL_LABELS = (
     ("confirmed", "Confirmed"),
     ("failed", "Failed"),
     ("non_compliant", "Non-compliant"),
+    ("outside_batch", "Updated outside a batch"),
 )
 
 
-def funnel_stages(*, counters: models.Model, target: int) -> list[FunnelStage]:
+def funnel_stages(*, counters: Campaign | Batch, target: int) -> list[FunnelStage]:
+    """The funnel of a campaign (or a batch): every update counts, whatever channel it came by;
+    "updated outside a batch" says how many of them no batch had reached yet."""
     values = {
         "target": target,
         "scheduled": counters.enrolled,
@@ -112,6 +83,7 @@ def funnel_stages(*, counters: models.Model, target: int) -> list[FunnelStage]:
         "confirmed": counters.confirmed,
         "failed": max(counters.failed, 0),
         "non_compliant": max(counters.non_compliant, 0),
+        "outside_batch": getattr(counters, "outside_batch", 0),
     }
     base = max(target, 1)
     return [
@@ -135,14 +107,14 @@ class Projection:
 
 
 def campaign_projection(*, campaign: Campaign, target: int, today: date) -> Projection:
-    """Projected completion at the trailing 7-day rate of meters updated (codes issued).
+    """Projected completion at the trailing 7-day rate of meters updated.
 
-    A meter counts as done when its codes were issued (the customer received them with a token
-    that only works after typing them) or it left the queue as non-compliant (field visit).
-    The window is the last 7 complete days; a campaign with less history uses the days since its
-    first recorded activity.
+    A meter counts as done (`Campaign.done`) when its codes were issued (the customer received
+    them with a token that only works after typing them), it was confirmed, or it left the queue
+    as non-compliant (field visit), by any channel. The window is the last 7 complete days; a
+    campaign with less history uses the days since its first recorded activity.
     """
-    done = campaign.codes_issued + max(campaign.non_compliant, 0)
+    done = campaign.done
     remaining = max(target - done, 0)
     start = CampaignDailyStat.objects.filter(campaign=campaign).aggregate(first=Min("day"))["first"] or today
     window_start = max(today - timedelta(days=7), start)
@@ -152,7 +124,7 @@ def campaign_projection(*, campaign: Campaign, target: int, today: date) -> Proj
     window_days = (window_end - window_start).days
     window_total = (
         CampaignDailyStat.objects.filter(campaign=campaign, day__gte=window_start, day__lt=window_end).aggregate(
-            n=Sum("codes_issued")
+            n=Sum("done")
         )["n"]
         or 0
     )
@@ -179,7 +151,7 @@ def campaign_projection(*, campaign: Campaign, target: int, today: date) -> Proj
     )
 
 
-DAILY_FIELDS = ("scheduled", "notices_sent", "codes_issued", "confirmed", "failed")
+DAILY_FIELDS = CampaignDailyStat.DAILY_FIELDS
 
 
 def campaign_daily_series(
@@ -207,18 +179,40 @@ def campaign_daily_series(
 # --- Batches --------------------------------------------------------------------------------------
 
 
-def batch_delivery_rate(*, batch: Batch) -> float | None:
-    """Delivered share of the messages whose fate is known (delivered or finally failed)."""
-    settled = batch.messages_delivered + batch.messages_failed
-    if settled == 0:
-        return None
-    return 100.0 * batch.messages_delivered / settled
+@dataclass(frozen=True)
+class SmsTally:
+    """What became of a batch's (or a campaign's) SMS, from the outbox's tallies."""
+
+    sent: int
+    delivered: int
+    failed: int
+
+    @property
+    def delivery_rate(self) -> float | None:
+        """Delivered share of the messages whose fate is known (delivered or finally failed)."""
+        settled = self.delivered + self.failed
+        return 100.0 * self.delivered / settled if settled else None
+
+
+def batch_sms_tallies(*, batch_ids: Sequence[int]) -> dict[int, SmsTally]:
+    return {
+        batch_id: SmsTally(sent=t.sent, delivered=t.delivered, failed=t.failed)
+        for batch_id, t in batch_tallies(batch_ids=batch_ids).items()
+    }
+
+
+def campaign_sms_tally(*, campaign: Campaign) -> SmsTally:
+    """The campaign's SMS: its batches' tallies summed (a few hundred rows at most)."""
+    totals = MessageTally.objects.filter(batch_id__in=campaign.batches.values("pk")).aggregate(
+        sent=Sum("sent"), delivered=Sum("delivered"), failed=Sum("failed")
+    )
+    return SmsTally(**{name: int(value or 0) for name, value in totals.items()})
 
 
 def batch_failure_reasons(*, batch: Batch) -> list[dict[str, Any]]:
     """Failed and rejected SMS of the batch by reason (the (batch, status) index bounds the scan)."""
     rows = (
-        Message.objects.filter(batch=batch, status__in=[Message.Status.FAILED, Message.Status.REJECTED])
+        Message.objects.filter(batch_id=batch.pk, status__in=[Message.Status.FAILED, Message.Status.REJECTED])
         .values("failure_reason")
         .annotate(count=Count("id"))
         .order_by("-count", "failure_reason")
@@ -240,24 +234,8 @@ def meter_regions() -> list[str]:
     one index entry per region instead of 7.4 million rows."""
     regions = cache.get(REGIONS_CACHE_KEY)
     if regions is not None:
-        return regions
-    if connection.vendor == "postgresql":
-        table = Meter._meta.db_table
-        sql = f"""
-            WITH RECURSIVE r(region) AS (
-                (SELECT region FROM {table} ORDER BY region LIMIT 1)
-                UNION ALL
-                SELECT (SELECT m.region FROM {table} m WHERE m.region > r.region ORDER BY m.region LIMIT 1)
-                FROM r WHERE r.region IS NOT NULL
-            )
-            SELECT region FROM r WHERE region IS NOT NULL
-        """  # noqa: S608 - the table name is ours, not user input
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
-            regions = [row[0] for row in cursor.fetchall()]
-    else:
-        regions = list(Meter.objects.order_by("region").values_list("region", flat=True).distinct())
-    regions = [region for region in regions if region]
+        return list(regions)
+    regions = [region for region in statements.meter_regions() if region]
     cache.set(REGIONS_CACHE_KEY, regions, REGIONS_CACHE_SECONDS)
     return regions
 
@@ -267,38 +245,6 @@ def meter_regions() -> list[str]:
 
 def _minute_floor(at: datetime) -> datetime:
     return at.replace(second=0, microsecond=0)
-
-
-def _increment(sql_table: str, key_columns: Sequence[str], key_values: Sequence[Any], counts: dict[str, int]) -> None:
-    """INSERT ... ON CONFLICT DO UPDATE col = col + excluded.col (PostgreSQL and SQLite >= 3.24)."""
-    columns = [*key_columns, *counts]
-    placeholders = ", ".join(["%s"] * len(columns))
-    updates = ", ".join(f"{col} = {sql_table}.{col} + excluded.{col}" for col in counts)
-    sql = (
-        f"INSERT INTO {sql_table} ({', '.join(columns)}) VALUES ({placeholders}) "  # noqa: S608 - our own names
-        f"ON CONFLICT ({', '.join(key_columns)}) DO UPDATE SET {updates}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*key_values, *counts.values()])
-
-
-def vend_minute_record(*, with_codes: bool, at: datetime | None = None) -> None:
-    """Count one vend for the vending-health page. Call it after the vend commits
-    (transaction.on_commit): inside the vend's transaction the row lock would be held until commit."""
-    minute = connection.ops.adapt_datetimefield_value(_minute_floor(at or timezone.now()))
-    shard = random.randrange(VEND_STAT_SHARDS)  # noqa: S311 - spreads lock contention, not security
-    _increment(
-        VendMinuteStat._meta.db_table,
-        ["minute", "shard"],
-        [minute, shard],
-        {"vends": 1, "vends_with_codes": 1 if with_codes else 0},
-    )
-
-
-def api_error_record(code: str, *, at: datetime | None = None) -> None:
-    """Count one partner-API error response by its error code (UNKNOWN_METER, AMOUNT_TOO_LOW...)."""
-    minute = connection.ops.adapt_datetimefield_value(_minute_floor(at or timezone.now()))
-    _increment(ApiErrorStat._meta.db_table, ["minute", "code"], [minute, code[:40]], {"count": 1})
 
 
 @dataclass(frozen=True)
@@ -441,17 +387,7 @@ class Export:
     rows: Callable[[dict[str, str]], Iterable[Sequence[Any]]]
 
 
-_COUNTER_FIELDS = (
-    "enrolled",
-    "notified",
-    "codes_issued",
-    "confirmed",
-    "failed",
-    "non_compliant",
-    "messages_sent",
-    "messages_delivered",
-    "messages_failed",
-)
+_COUNTER_FIELDS = Campaign.COUNTER_FIELDS
 _CAMPAIGN_FIELDS = ("id", "name", "sgcs", "from_krn", "to_krn", "deadline", "daily_capacity", "status")
 _BATCH_FIELDS = (
     "id",
@@ -469,6 +405,7 @@ _BATCH_FIELDS = (
 _ENROLLMENT_FIELDS = (
     "id",
     "batch__number",
+    "origin",
     "meter__meter_number",
     "meter__region",
     "meter__sgc",
@@ -490,7 +427,7 @@ def _int_param(params: dict[str, str], name: str) -> int | None:
 
 
 def _campaigns_rows(params: dict[str, str]) -> Iterable[Sequence[Any]]:
-    return keyset_iterate(Campaign.objects.all(), fields=[*_CAMPAIGN_FIELDS, *_COUNTER_FIELDS])
+    return keyset_iterate(Campaign.objects.all(), fields=[*_CAMPAIGN_FIELDS, *_COUNTER_FIELDS, "outside_batch"])
 
 
 def _batches_rows(params: dict[str, str]) -> Iterable[Sequence[Any]]:
@@ -540,7 +477,7 @@ def _api_error_rows(params: dict[str, str]) -> Iterable[Sequence[Any]]:
 
 
 EXPORTS: dict[str, Export] = {
-    "campaigns": Export("Campaigns", [*_CAMPAIGN_FIELDS, *_COUNTER_FIELDS], _campaigns_rows),
+    "campaigns": Export("Campaigns", [*_CAMPAIGN_FIELDS, *_COUNTER_FIELDS, "outside_batch"], _campaigns_rows),
     "batches": Export("Batches", [*_BATCH_FIELDS, *_COUNTER_FIELDS], _batches_rows),
     "daily": Export("Daily totals", ["campaign_id", "day", *DAILY_FIELDS], _daily_rows),
     "enrollments": Export(

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, timedelta
-from functools import wraps
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -17,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from campaigns import rules
 from campaigns import services as campaign_services
 from campaigns.models import Batch, Campaign
 
@@ -29,17 +28,11 @@ BATCHES_PER_PAGE = 25
 FAILED_PER_PAGE = 50
 
 
-def staff_view(permission: str) -> Callable:
+def staff_view(permission: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """Anonymous users go to the login page; signed-in users without `permission` get 403."""
 
-    def decorator(view: Callable) -> Callable:
-        @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if not request.user.has_perm(permission):
-                raise PermissionDenied
-            return view(request, *args, **kwargs)
-
-        return login_required(wrapped)
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        return login_required(permission_required(permission, raise_exception=True)(view))
 
     return decorator
 
@@ -87,7 +80,7 @@ def overview(request: HttpRequest, campaign_id: int) -> HttpResponse:
             reversed(services.campaign_daily_series(campaign=campaign, today=today, max_days=14, days_ahead=7))
         ),
         recent_batches=campaign.batches.order_by("-number")[:5],
-        delivery_rate=services.batch_delivery_rate(batch=campaign),
+        sms=services.campaign_sms_tally(campaign=campaign),
         today=today,
     )
     return render(request, "dashboard/overview.html", context)
@@ -139,6 +132,9 @@ def batch_list(request: HttpRequest) -> HttpResponse:
     if status in Batch.Status.values:
         batches = batches.filter(status=status)
     page = Paginator(batches, BATCHES_PER_PAGE).get_page(request.GET.get("page"))
+    tallies = services.batch_sms_tallies(batch_ids=[batch.pk for batch in page])
+    for batch in page:
+        batch.sms = tallies[batch.pk]  # type: ignore[attr-defined]
     context = _base_context(request, "batches", campaign)
     context.update(page=page, status=status, statuses=Batch.Status.choices)
     return render(request, "dashboard/batch_list.html", context)
@@ -152,16 +148,19 @@ def _batch_context(request: HttpRequest, batch: Batch) -> dict[str, Any]:
     context = _base_context(request, "batches", batch.campaign)
     context.update(
         batch=batch,
-        funnel=services.funnel_stages(counters=batch, target=batch.enrolled)[1:],
-        delivery_rate=services.batch_delivery_rate(batch=batch),
+        funnel=[
+            stage
+            for stage in services.funnel_stages(counters=batch, target=batch.enrolled)[1:]
+            if stage.key != "outside_batch"
+        ],
+        sms=services.batch_sms_tallies(batch_ids=[batch.pk])[batch.pk],
         failure_reasons=services.batch_failure_reasons(batch=batch),
         failed=failed[:FAILED_PER_PAGE],
         failed_next=failed[FAILED_PER_PAGE - 1].pk if len(failed) > FAILED_PER_PAGE else None,
         failed_after=after,
-        can_pause=batch.status in (Batch.Status.SCHEDULED, Batch.Status.NOTIFYING, Batch.Status.OPEN),
+        can_pause=Batch.Status.PAUSED in rules.BATCH_TRANSITIONS[batch.status],
         can_resume=batch.status == Batch.Status.PAUSED,
-        can_cancel=batch.status
-        in (Batch.Status.DRAFT, Batch.Status.SCHEDULED, Batch.Status.NOTIFYING, Batch.Status.PAUSED),
+        can_cancel=Batch.Status.CANCELLED in rules.BATCH_TRANSITIONS[batch.status],
     )
     return context
 

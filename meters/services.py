@@ -26,6 +26,7 @@ from django.utils import timezone
 from audit.services import audit_record
 from tokens.sts import luhn_check_digit
 
+from .events import register_imported
 from .models import Meter
 from .phones import InvalidPhoneNumber, normalize_kenyan_phone
 
@@ -470,10 +471,9 @@ def meter_import(
                 rejected=rejected,
                 seconds=round(seconds, 1),
             )
-            # Aggregates read per request follow the register, in the same transaction (campaigns hook).
-            from campaigns.services import register_imported
-
-            register_imported()
+            # Aggregates kept by the apps above (campaign segments and targets) follow the register,
+            # in the same transaction: they listen for this signal.
+            register_imported.send(sender=Meter)
     except BaseException:
         rejects_path.unlink(missing_ok=True)  # nothing was loaded, so no report either
         raise

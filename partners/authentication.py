@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
+
+from kplc_sts.ratelimit import Window, redis_url_of_cache, window_count
 
 from .models import Partner, PartnerApiKey
 from .services import partner_api_key_authenticate, partner_ip_allowed
@@ -106,12 +107,13 @@ class PartnerRateThrottle(BaseThrottle):
         if not isinstance(principal, PartnerPrincipal):
             return True
         num_requests, duration = _parse_rate(principal.partner)
+        window = Window(key=f"partner-throttle:{principal.partner.pk}", seconds=duration)
         now = time.time()
-        window = int(now // duration)
-        count = _window_increment(f"partner-throttle:{principal.partner.pk}:{duration}:{window}", duration)
+        # None: the counter store is down. Fail open: the money limits still hold in the database.
+        count = window_count(window, redis_url=redis_url_of_cache(), now=now)
         if count is None or count <= num_requests:
             return True
-        self._wait = (window + 1) * duration - now
+        self._wait = window.current(now)[1]
         return False
 
     def wait(self) -> float | None:
@@ -132,39 +134,4 @@ def _parse_rate(partner: Partner) -> tuple[int, int]:
             return _rate(partner.throttle_rate)
         except (ValueError, KeyError, IndexError):
             logger.warning("partner %s has an unreadable throttle rate; using the default", partner.pk)
-    return _rate(getattr(settings, "PARTNER_DEFAULT_THROTTLE_RATE", "3000/min"))
-
-
-_redis_client: Any = None
-_redis_down_until = 0.0
-REDIS_RETRY_SECONDS = 5.0
-
-
-def _redis() -> Any:
-    """A client on the cache's Redis kept for the process (Django's cache builds one per call)."""
-    global _redis_client  # noqa: PLW0603 - one per process, made on first use
-    if _redis_client is None:
-        import redis
-
-        location = settings.CACHES["default"]["LOCATION"]
-        _redis_client = redis.Redis.from_url(location, socket_timeout=0.25, socket_connect_timeout=0.25)
-    return _redis_client
-
-
-def _window_increment(key: str, duration: int) -> int | None:
-    """Count one request in the window `key`; None when the counter store is unavailable."""
-    global _redis_down_until  # noqa: PLW0603
-    try:
-        if settings.CACHES["default"]["BACKEND"].endswith("RedisCache"):
-            if time.monotonic() < _redis_down_until:
-                return None
-            pipe = _redis().pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.expire(key, duration + 1, nx=True)
-            return int(pipe.execute()[0])
-        cache.add(key, 0, duration + 1)
-        return cache.incr(key)
-    except Exception:  # noqa: BLE001 - counter store outage: fail open, the money limits still hold
-        _redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
-        logger.warning("partner API: throttle counter unavailable, requests allowed for a few seconds", exc_info=True)
-        return None
+    return _rate(settings.PARTNER_DEFAULT_THROTTLE_RATE)

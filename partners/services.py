@@ -10,10 +10,12 @@ import time
 from datetime import date
 from decimal import Decimal
 
+from cachetools import TTLCache
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from audit.services import audit_record
+from kplc_sts.db import is_postgres
 
 from .models import Partner, PartnerApiKey, PartnerDailyTotal
 
@@ -102,8 +104,9 @@ def partner_api_key_revoke(*, api_key: PartnerApiKey, actor: object = None, acto
 # clears it at once (revoke below, post_save signals in apps.py); other processes see it within
 # API_KEY_CACHE_SECONDS. Only successes are kept (an unknown key costs a query, and cannot fill memory).
 API_KEY_CACHE_SECONDS = 5.0
-_API_KEY_CACHE_MAX = 1000
-_api_keys: dict[str, tuple[float, PartnerApiKey]] = {}
+_api_keys: TTLCache[str, PartnerApiKey] = TTLCache(
+    maxsize=1000, ttl=API_KEY_CACHE_SECONDS, timer=lambda: time.monotonic()
+)
 
 
 def partner_api_key_cache_clear(**_kwargs: object) -> None:
@@ -118,17 +121,15 @@ def partner_api_key_authenticate(*, raw_key: str) -> PartnerApiKey | None:
         return None
     digest = _digest(raw_key)
     cached = _api_keys.get(digest)
-    if cached is not None and time.monotonic() < cached[0]:
-        return cached[1]
+    if cached is not None:
+        return cached
     api_key = PartnerApiKey.objects.select_related("partner").filter(prefix=prefix).first()
     if api_key is None or not hmac.compare_digest(api_key.key_hash, digest):
         return None
     if api_key.revoked_at is not None:
         _api_keys.pop(digest, None)
         return None
-    if len(_api_keys) >= _API_KEY_CACHE_MAX:
-        _api_keys.clear()
-    _api_keys[digest] = (time.monotonic() + API_KEY_CACHE_SECONDS, api_key)
+    _api_keys[digest] = api_key
     return api_key
 
 
@@ -162,10 +163,6 @@ _RESERVE_SQL_FLOAT = (
 )
 
 
-def _postgres() -> bool:
-    return connection.vendor == "postgresql"
-
-
 def partner_daily_reserve(*, partner: Partner, amount: Decimal, day: date) -> bool:
     """Add `amount` to the partner's total for `day` if it stays within the daily limit.
 
@@ -180,7 +177,7 @@ def partner_daily_reserve(*, partner: Partner, amount: Decimal, day: date) -> bo
     if headroom < 0:
         return False
     params = [amount, partner.pk, day, headroom]
-    sql = _RESERVE_SQL if _postgres() else _RESERVE_SQL_FLOAT
+    sql = _RESERVE_SQL if is_postgres() else _RESERVE_SQL_FLOAT
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         if cursor.rowcount:
@@ -190,8 +187,3 @@ def partner_daily_reserve(*, partner: Partner, amount: Decimal, day: date) -> bo
         PartnerDailyTotal.objects.bulk_create([PartnerDailyTotal(partner=partner, day=day)], ignore_conflicts=True)
         cursor.execute(sql, params)
         return bool(cursor.rowcount)
-
-
-def partner_daily_total(*, partner: Partner, day: date) -> Decimal:
-    total = PartnerDailyTotal.objects.filter(partner=partner, day=day).values_list("amount", flat=True).first()
-    return total or Decimal("0")

@@ -53,7 +53,7 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "purpose",
         "status",
         "meter_number",
-        "batch",
+        "batch_id",
         "attempts",
         "provider_message_id",
         "failure_reason",
@@ -61,7 +61,7 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "sent_at",
     )
     list_filter = ("status", "purpose")
-    list_select_related = ("meter", "batch", "batch__campaign")
+    list_select_related = ("meter",)
     search_fields = ("=provider_message_id",)  # the real search is search_messages (indexed columns)
     search_help_text = "Phone (any Kenyan format), meter number, or Africa's Talking message id"
     paginator = EstimatedCountPaginator
@@ -73,7 +73,7 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "status",
         "body_shown",
         "meter_number",
-        "batch",
+        "batch_id",
         "vend_id",
         "provider_message_id",
         "cost",

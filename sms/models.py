@@ -1,8 +1,15 @@
-"""The SMS outbox: one row per message, written in the business transaction, sent by Celery."""
+"""The SMS outbox: one row per message, written in the business transaction, sent by Celery.
+
+The outbox knows batches only by id (`batch_id`): campaigns writes a batch's notices through
+`sms.services.notices_insert_from` and holds, releases or cancels them; sms counts what became of
+them in `MessageTally` and reports sent notices with the `sms.events.notices_sent` signal.
+"""
 
 from __future__ import annotations
 
 from django.db import models
+
+from kplc_sts import clock
 
 
 class Message(models.Model):
@@ -19,6 +26,7 @@ class Message(models.Model):
         DELIVERED = "delivered", "Delivered"
         FAILED = "failed", "Failed"
         REJECTED = "rejected", "Rejected"
+        HELD = "held", "Held (batch paused)"
         CANCELLED = "cancelled", "Cancelled (batch cancelled)"
 
     FINAL_STATUSES = (Status.DELIVERED, Status.FAILED, Status.REJECTED, Status.CANCELLED)
@@ -39,11 +47,11 @@ class Message(models.Model):
     meter = models.ForeignKey(
         "meters.Meter", null=True, blank=True, on_delete=models.SET_NULL, related_name="sms_messages"
     )
-    batch = models.ForeignKey(
-        "campaigns.Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
-    )
+    # The campaign batch a notice (or a batch meter's codes SMS) belongs to; an id, not a foreign
+    # key: the outbox sits below campaigns and never joins to it. Indexed by (batch_id, status).
+    batch_id = models.BigIntegerField(null=True, blank=True)
     vend_id = models.BigIntegerField(null=True, blank=True, db_index=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=clock.now)
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True, help_text="When the final report arrived")
     # Counters and enrollment states are updated for a few sent messages at a time; a worker lost
@@ -61,14 +69,14 @@ class Message(models.Model):
                 condition=models.Q(sent_counted=False, sent_at__isnull=False),
                 name="sms_message_uncounted_idx",
             ),
-            models.Index(fields=["batch", "status"], name="sms_message_batch_status_idx"),
+            models.Index(fields=["batch_id", "status"], name="sms_message_batch_status_idx"),
             models.Index(fields=["meter", "-created_at"], name="sms_message_meter_idx"),
             models.Index(fields=["recipient", "-created_at"], name="sms_message_recipient_idx"),
         ]
         constraints = [
             # One notice per meter per batch, whatever re-runs of the batch start job do.
             models.UniqueConstraint(
-                fields=["batch", "meter"],
+                fields=["batch_id", "meter"],
                 condition=models.Q(purpose="notice"),
                 name="sms_message_one_notice_per_batch_meter",
             ),
@@ -91,7 +99,7 @@ class DeliveryReport(models.Model):
     phone_number = models.CharField(max_length=16, blank=True)
     network_code = models.CharField(max_length=8, blank=True)
     retry_count = models.PositiveSmallIntegerField(null=True, blank=True)
-    received_at = models.DateTimeField(auto_now_add=True)
+    received_at = models.DateTimeField(default=clock.now)
     applied_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -102,3 +110,16 @@ class DeliveryReport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider_message_id}: {self.status}"
+
+
+class MessageTally(models.Model):
+    """A batch's SMS (notices, and the codes SMS of its meters) accepted by the gateway, reported
+    delivered, and finally failed or rejected: counted by the outbox as it settles them."""
+
+    batch_id = models.BigIntegerField(unique=True)
+    sent = models.PositiveIntegerField(default=0)
+    delivered = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"batch {self.batch_id}: {self.sent} sent, {self.delivered} delivered, {self.failed} failed"

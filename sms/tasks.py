@@ -1,20 +1,27 @@
-"""Celery tasks: thin wrappers that take ids; the work and the claiming live in sms.services."""
+"""Celery tasks: thin wrappers that take ids; the work and the claiming live in sms.services.
+
+The services import this module to publish (after commit), so each task imports its service when
+it runs, as HackSoft's styleguide does for the same two-way edge inside one app.
+"""
 
 from __future__ import annotations
 
 from celery import shared_task
 from django.conf import settings
 
-from . import services
-
 
 @shared_task(name="sms.send_messages", ignore_result=True)
-def send_messages(ids: list[int]) -> int:
+def send_messages_task(ids: list[int]) -> int:
+    from .services import messages_send
+
     # Which queue this task came from decides where leftovers go; notices stay on theirs.
-    queue = send_messages.request.delivery_info.get("routing_key") if send_messages.request.delivery_info else None
-    return services.messages_send(ids=ids, queue=queue or settings.SMS_CODES_QUEUE)
+    info = send_messages_task.request.delivery_info
+    queue = info.get("routing_key") if info else None
+    return messages_send(ids=ids, queue=queue or settings.SMS_CODES_QUEUE)
 
 
 @shared_task(name="sms.sweep", ignore_result=True)
-def sweep() -> dict[str, int]:
-    return services.messages_sweep()
+def sweep_task() -> dict[str, int]:
+    from .services import messages_sweep
+
+    return messages_sweep()

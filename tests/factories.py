@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import factory
 
 from meters.models import Meter
@@ -30,3 +32,17 @@ class MeterFactory(factory.django.DjangoModelFactory):
     customer_name = factory.Sequence(lambda n: f"Customer {n}")
     phone = factory.Sequence(lambda n: f"+2547{n:08d}")
     region = "Nairobi"
+
+
+def sms_tally(batch: Any) -> tuple[int, int, int]:
+    """(sent, delivered, failed) of a batch's SMS, from the outbox's tally."""
+    from sms.models import MessageTally
+
+    tally = MessageTally.objects.filter(batch_id=batch.pk).first()
+    return (tally.sent, tally.delivered, tally.failed) if tally else (0, 0, 0)
+
+
+def campaign_sms_tally(campaign: Any) -> tuple[int, int, int]:
+    """The same summed over a campaign's batches."""
+    rows = [sms_tally(batch) for batch in campaign.batches.all()]
+    return tuple(sum(column) for column in zip(*rows, strict=True)) if rows else (0, 0, 0)  # type: ignore[return-value]

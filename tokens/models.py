@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models.functions import Mod
 from django.db.models.lookups import Exact
 
+from kplc_sts import clock
 from meters.models import BaseDate, KeyGenerationAlgorithm
 
 
@@ -23,7 +24,7 @@ class VendingKey(models.Model):
     nonce = models.BinaryField(max_length=12, editable=False)
     ciphertext = models.BinaryField(max_length=64, editable=False)
     tag = models.BinaryField(max_length=16, editable=False)
-    loaded_at = models.DateTimeField(auto_now_add=True)
+    loaded_at = models.DateTimeField(default=clock.now)
     loaded_by = models.CharField(max_length=100, blank=True)
 
     class Meta:
@@ -61,7 +62,7 @@ class KeyChangeSet(models.Model):
     rollover = models.BooleanField()
     # Two 20-digit codes for 64-bit keys (EA07/EA09), four for 128-bit keys; in the order to type them.
     codes = models.JSONField()
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=clock.now)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -82,7 +83,7 @@ class TidCounter(models.Model):
     krn = models.PositiveSmallIntegerField()
     base_date = models.PositiveSmallIntegerField(choices=BaseDate.choices)
     last_tid = models.PositiveIntegerField(null=True, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(default=clock.now)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["meter", "sgc", "krn"], name="tid_counter_meter_key")]
@@ -107,7 +108,7 @@ class Vend(models.Model):
     )
     response_status = models.PositiveSmallIntegerField(default=201)
     response_body = models.TextField(help_text="The JSON sent to the partner, replayed byte for byte")
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(default=clock.now, db_index=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -115,7 +116,7 @@ class Vend(models.Model):
         indexes = [models.Index(fields=["meter", "-created_at"], name="vend_meter_idx")]
 
     def __str__(self) -> str:
-        return f"{self.partner_id}/{self.reference}: KES {self.amount} to {self.meter_id}"
+        return f"{self.reference}: KES {self.amount} to meter {self.meter.meter_number}"
 
 
 class IssuedToken(models.Model):
@@ -137,7 +138,7 @@ class IssuedToken(models.Model):
     units = models.DecimalField(max_digits=10, decimal_places=1, null=True, blank=True)
     value = models.PositiveIntegerField(null=True, blank=True, help_text="Management token value, if any")
     digits = models.CharField(max_length=20)
-    issued_at = models.DateTimeField(auto_now_add=True)
+    issued_at = models.DateTimeField(default=clock.now)
     issued_by = models.CharField(max_length=100, help_text="partner:<id>, user:<name>, ...")
 
     class Meta:
@@ -176,7 +177,7 @@ class ReversalRequest(models.Model):
     reason = models.CharField(max_length=500)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     requested_by = models.CharField(max_length=100)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=clock.now)
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.CharField(max_length=100, blank=True)
     resolution_note = models.CharField(max_length=500, blank=True)
@@ -187,3 +188,68 @@ class ReversalRequest(models.Model):
 
     def __str__(self) -> str:
         return f"reversal of vend {self.vend_id}: {self.status}"
+
+
+class TokenDigest(models.Model):
+    """HMAC-SHA-256 of a token's 20 digits (keyed from SECRET_KEY), so care can find a token a
+    customer reads out without an unindexed scan of token digits, and without storing digits again.
+    Written by the vend and key change services as they issue (`tokens.digests`)."""
+
+    digest = models.CharField(max_length=64, db_index=True)
+    meter = models.ForeignKey("meters.Meter", on_delete=models.CASCADE, related_name="+")
+    issued_token_id = models.BigIntegerField(null=True, blank=True)
+    key_change_set_id = models.BigIntegerField(null=True, blank=True)
+    position = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Key change code number (1, 2...)")
+
+    class Meta:
+        db_table = "care_tokendigest"  # moved from the care app with its rows
+        verbose_name = "token digest"
+        constraints = [
+            models.UniqueConstraint(fields=["issued_token_id"], name="token_digest_issued_token"),
+            models.UniqueConstraint(fields=["key_change_set_id", "position"], name="token_digest_kcs_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"digest for meter {self.meter_id}"
+
+
+# --- Vending health: small aggregates the vend and the partner API bump --------------------------------
+#
+# Vends and partner-API errors arrive at hundreds per second at peak; the dashboard must not count the
+# vend table for "per minute" figures. The writers bump these (one upsert, after commit); the
+# dashboard reads at most a day of minute rows.
+
+# Concurrent vends in the same minute spread their upserts over this many rows, so they do not
+# queue on one row lock; readers sum the shards.
+VEND_STAT_SHARDS = 8
+
+
+class VendMinuteStat(models.Model):
+    minute = models.DateTimeField(help_text="Start of the minute (UTC)")
+    shard = models.PositiveSmallIntegerField(default=0)
+    vends = models.PositiveIntegerField(default=0)
+    vends_with_codes = models.PositiveIntegerField(default=0, help_text="Vends that carried the key change codes")
+
+    class Meta:
+        db_table = "dashboard_vendminutestat"  # moved from the dashboard app with its rows
+        ordering = ["-minute", "shard"]
+        constraints = [models.UniqueConstraint(fields=["minute", "shard"], name="vend_minute_stat_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M} #{self.shard}: {self.vends}"
+
+
+class ApiErrorStat(models.Model):
+    """Partner-API error responses by error code and minute (UNKNOWN_METER, AMOUNT_TOO_LOW...)."""
+
+    minute = models.DateTimeField(help_text="Start of the minute (UTC)")
+    code = models.CharField(max_length=40)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        db_table = "dashboard_apierrorstat"  # moved from the dashboard app with its rows
+        ordering = ["-minute", "code"]
+        constraints = [models.UniqueConstraint(fields=["minute", "code"], name="api_error_stat_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M} {self.code}: {self.count}"

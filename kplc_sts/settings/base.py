@@ -202,12 +202,12 @@ CELERY_TASK_ROUTES = {
     "sms.send_messages": {"queue": SMS_CODES_QUEUE},  # callers pass queue= for notices
     "sms.sweep": {"queue": "celery"},
     "campaigns.start_due_batches": {"queue": "celery"},
-    "dashboard.refresh_targets": {"queue": "celery"},
+    "campaigns.refresh_targets": {"queue": "celery"},
 }
 CELERY_BEAT_SCHEDULE = {
     "campaigns-start-due-batches": {"task": "campaigns.start_due_batches", "schedule": 30.0},
     "sms-sweep": {"task": "sms.sweep", "schedule": 60.0},
-    "dashboard-refresh-targets": {"task": "dashboard.refresh_targets", "schedule": 3600.0},
+    "campaigns-refresh-targets": {"task": "campaigns.refresh_targets", "schedule": 3600.0},
 }
 
 # --- Vending tariff (tokens/tariff.py) --------------------------------------------------------------
@@ -220,6 +220,9 @@ TARIFF = {
     "vat_percent": "16",
 }
 PARTNER_DEFAULT_THROTTLE_RATE = os.environ.get("PARTNER_DEFAULT_THROTTLE_RATE", "3000/min")
+# *977#: requests per phone per minute, and SMS copies of codes or tokens per meter per hour.
+USSD_RATE_LIMIT_PER_MINUTE = int(os.environ.get("USSD_RATE_LIMIT_PER_MINUTE", "30"))
+USSD_SMS_COPIES_PER_HOUR = int(os.environ.get("USSD_SMS_COPIES_PER_HOUR", "3"))
 
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -256,3 +259,16 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Clock (kplc_sts/clock.py) ----------------------------------------------------------------------
+# Unset: the wall clock. A rehearsal runs every process on one accelerated clock: the simulated
+# start instant, the wall-clock instant it corresponds to, and simulated seconds per real second.
+CLOCK_START = None
+if os.environ.get("CLOCK_START"):
+    import datetime as _dt
+
+    CLOCK_START = _dt.datetime.fromisoformat(os.environ["CLOCK_START"])
+    if CLOCK_START.tzinfo is None:
+        raise ValueError("CLOCK_START must carry a zone, e.g. 2024-06-12T08:00:00+03:00")
+CLOCK_WALL_START = float(os.environ.get("CLOCK_WALL_START", "0") or 0)
+CLOCK_SPEED = float(os.environ.get("CLOCK_SPEED", "1") or 1)

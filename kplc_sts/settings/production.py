@@ -21,3 +21,6 @@ CSRF_COOKIE_SECURE = True
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_HSTS_SECONDS = 31536000
 SECURE_CONTENT_TYPE_NOSNIFF = True
+
+if CLOCK_START is not None:  # noqa: F405
+    raise ImproperlyConfigured("CLOCK_START is for rehearsals only: production runs on the wall clock.")

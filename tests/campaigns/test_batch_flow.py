@@ -18,6 +18,7 @@ from campaigns.services import (
 from sms.backends.memory import MemoryBackend
 from sms.models import Message
 from sms.services import messages_send, messages_sweep
+from tests.factories import sms_tally
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +39,7 @@ def test_a_due_batch_sends_one_notice_to_each_enrolled_customer(campaign, meter_
     assert all(m.meter_number in bodies[m.phone] for m in meters)
     assert Message.objects.filter(purpose="notice", status="sent").count() == 6
     batch.refresh_from_db()
-    assert (batch.enrolled, batch.notified, batch.messages_sent, batch.notices_created) == (7, 6, 6, 6)
+    assert (batch.enrolled, batch.notified, sms_tally(batch)[0], batch.notices_created) == (7, 6, 6, 6)
     assert Enrollment.objects.filter(state="notified").count() == 6
     assert sum(CampaignDailyStat.objects.values_list("notices_sent", flat=True)) == 6
     messages_sweep()
@@ -61,7 +62,7 @@ def test_pause_stops_unsent_notices_and_resume_continues(
     messages_send(ids=ids, queue="sms_notices")  # a worker picks up the rest: it must not send
     messages_sweep()
     assert len(MemoryBackend.outbox) == 2
-    assert Message.objects.filter(status="queued").count() == 3
+    assert Message.objects.filter(status="held").count() == 3  # held while the batch is paused
 
     with django_capture_on_commit_callbacks(execute=True):
         batch_resume(batch=batch, actor_label="mgr")  # eager tasks: the re-dispatch sends at once

@@ -8,9 +8,9 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from campaigns.models import CampaignSegment, MeterSegment
+from campaigns.models import CampaignSegment, CampaignTarget, MeterSegment
+from campaigns.selectors import batch_candidates
 from campaigns.services import (
-    _candidates,
     batch_cancel,
     batch_preview,
     batch_schedule,
@@ -18,7 +18,6 @@ from campaigns.services import (
     enrollment_flag_non_compliant,
     meter_segments_refresh,
 )
-from dashboard.models import CampaignTarget
 from meters.models import Meter
 from meters.services import HEADER, meter_import
 from tokens.sts import luhn_check_digit
@@ -30,7 +29,7 @@ SELECTIONS = [([], []), (["Nairobi"], []), (["Coast"], ["600675"]), (["Nairobi",
 
 def _assert_preview_exact(campaign, *, limit: int = 1000) -> None:
     for regions, sgcs in SELECTIONS:
-        exact = _candidates(campaign=campaign, regions=regions, sgcs=sgcs).count()
+        exact = batch_candidates(campaign=campaign, regions=regions, sgcs=sgcs).count()
         preview = batch_preview(campaign=campaign, regions=regions, sgcs=sgcs, limit=limit, scheduled_at=timezone.now())
         assert preview["matched"] == min(exact, limit), (regions, sgcs)
 

@@ -14,7 +14,7 @@ from meters.models import Meter
 from sms.models import Message
 from tests.care.factories import enroll, make_meter, vend
 from tokens.models import IssuedToken
-from tokens.services import token_display
+from tokens.sts import format_token as token_display
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from audit.models import AuditEvent
 from care.services import Verdict, token_explain
 from meters.models import Meter
 from tests.care.factories import BEFORE_ROLLOVER, enroll, make_meter, vend
-from tokens.services import meter_current_key
+from tokens.services import meter_current_key, meter_update_codes
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +32,7 @@ def test_made_under_the_old_key(updated_meter):
     meter, old, *_ = updated_meter
     Meter.objects.filter(pk=meter.pk).update(key_state=Meter.KeyState.CONFIRMED)
     meter.refresh_from_db()
-    assert meter_current_key(meter).krn == 2
+    assert meter_current_key(meter, meter_update_codes(meter=meter)).krn == 2
     result = explain(meter, old.credit_token.digits)
     assert result.verdict == Verdict.OLD_KEY
     assert "Made under the old key (revision 1)" in result.headline

@@ -16,7 +16,7 @@ from meters.models import Meter
 from sms.models import Message
 from tests.care.factories import BEFORE_ROLLOVER, enroll, make_meter, vend
 from tests.factories import luhn_complete
-from tokens.services import token_display
+from tokens.sts import format_token as token_display
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
@@ -177,9 +177,7 @@ def test_garbage_never_breaks_the_callback(post, campaign):
 
 
 def test_each_phone_is_rate_limited(post, settings):
-    from care import ussd_backend
-
-    limit = ussd_backend.RATE_LIMIT_PER_MINUTE
+    limit = settings.USSD_RATE_LIMIT_PER_MINUTE
     screens = [session(post).dial() for _ in range(limit + 3)]
     assert all(s.startswith("CON KPLC") for s in screens[:limit])
     assert "Too many requests" in screens[-1]

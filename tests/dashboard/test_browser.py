@@ -10,8 +10,7 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from campaigns.models import Batch, Campaign, Enrollment
-from dashboard.models import CampaignTarget
+from campaigns.models import Batch, Campaign, CampaignTarget, Enrollment
 from meters.models import Meter
 from tests.conftest import STAFF_PASSWORD
 

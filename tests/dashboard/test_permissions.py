@@ -109,7 +109,7 @@ def test_manager_schedules_pauses_resumes_and_cancels(client, manager, campaign,
     batch = Batch.objects.get(campaign=campaign)
     assert response.status_code == 302 and response["Location"] == reverse("dashboard:batch_detail", args=[batch.pk])
     assert batch.enrolled == 3 and Enrollment.objects.filter(batch=batch).count() == 3
-    assert batch.created_by == manager.username
+    assert batch.created_by == f"user:{manager.username}"
 
     detail = client.get(reverse("dashboard:batch_detail", args=[batch.pk]))
     assert b"Pause" in detail.content and b"Cancel batch" in detail.content

@@ -13,8 +13,9 @@ from django.utils import timezone
 from campaigns.models import Enrollment
 from campaigns.services import batch_schedule, enrollment_mark_failed
 from dashboard import services
-from dashboard.models import ApiErrorStat, VendMinuteStat
-from sms.models import Message
+from sms.models import Message, MessageTally
+from tokens import stats
+from tokens.models import ApiErrorStat, VendMinuteStat
 
 from .factories import daily_history
 
@@ -56,13 +57,13 @@ def test_daily_series_fills_gaps_and_shows_days_ahead(campaign, meter_factory):
 def test_vend_and_api_error_counters_add_up_per_minute(settings):
     now = timezone.now().replace(second=30)
     for _ in range(7):
-        services.vend_minute_record(with_codes=False, at=now)
+        stats.vend_minute_record(with_codes=False, at=now)
     for _ in range(3):
-        services.vend_minute_record(with_codes=True, at=now)
-    services.vend_minute_record(with_codes=True, at=now - dt.timedelta(minutes=5))
+        stats.vend_minute_record(with_codes=True, at=now)
+    stats.vend_minute_record(with_codes=True, at=now - dt.timedelta(minutes=5))
     for code in ["UNKNOWN_METER", "UNKNOWN_METER", "AMOUNT_TOO_LOW"]:
-        services.api_error_record(code, at=now)
-    services.api_error_record("UNKNOWN_METER", at=now - dt.timedelta(hours=3))
+        stats.api_error_record(code, at=now)
+    stats.api_error_record("UNKNOWN_METER", at=now - dt.timedelta(hours=3))
 
     health = services.vending_health(now=now)
     assert health.current_per_minute == 10
@@ -113,9 +114,9 @@ def test_enrollment_csv_export_streams_every_row_of_the_batch(client, auditor, c
     assert response.streaming and response["Content-Type"].startswith("text/csv")
     assert "attachment;" in response["Content-Disposition"]
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
-    assert rows[0][:3] == ["id", "batch", "meter_number"]
+    assert rows[0][:4] == ["id", "batch", "origin", "meter_number"]
     assert len(rows) == 7
-    assert {row[2] for row in rows[1:]} == set(batch.enrollments.values_list("meter__meter_number", flat=True))
+    assert {row[3] for row in rows[1:]} == set(batch.enrollments.values_list("meter__meter_number", flat=True))
 
     response = client.get(reverse("dashboard:export_csv", args=["enrollments"]), {"batch": batch.pk, "state": "failed"})
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
@@ -157,15 +158,14 @@ def test_batch_detail_shows_sms_failure_reasons_and_delivery_rate(
             status=status,
             failure_reason=reason,
             meter=meter,
-            batch=batch,
+            batch_id=batch.pk,
         )
-    batch.messages_sent, batch.messages_delivered, batch.messages_failed = 4, 1, 3
-    batch.save()
+    MessageTally.objects.create(batch_id=batch.pk, sent=4, delivered=1, failed=3)
     assert services.batch_failure_reasons(batch=batch) == [
         {"reason": "UserInBlacklist", "count": 2},
         {"reason": "InvalidPhoneNumber", "count": 1},
     ]
     client.force_login(auditor)
     page = client.get(reverse("dashboard:batch_detail", args=[batch.pk]))
-    assert page.context["delivery_rate"] == 25.0
+    assert page.context["sms"].delivery_rate == 25.0
     assert b"UserInBlacklist" in page.content and b"25.0 %" in page.content

@@ -10,9 +10,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.utils import timezone
 
-from dashboard.models import CampaignTarget
-from dashboard.services import campaign_target_refresh, campaign_targets_refresh
-from dashboard.tasks import refresh_targets
+from campaigns.models import CampaignTarget
+from campaigns.services import campaign_target_refresh, campaign_targets_refresh
+from campaigns.tasks import refresh_targets_task as refresh_targets
 
 pytestmark = pytest.mark.django_db
 

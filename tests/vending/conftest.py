@@ -13,7 +13,7 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from tests.vending.factories import load_vending_keys, make_partner
-from tokens.services import vending_key_cache_clear
+from tokens.keys import vending_key_cache_clear
 
 NAIROBI = ZoneInfo("Africa/Nairobi")
 # Inside KPLC's 2024 campaign, before the 1993 base date's TID rollover (24 Nov 2024 20:15).
@@ -23,7 +23,7 @@ IN_CAMPAIGN = dt.datetime(2024, 8, 1, 10, 0, tzinfo=NAIROBI)
 @pytest.fixture(autouse=True)
 def _clear_caches() -> None:
     cache.clear()  # throttle counters
-    vending_key_cache_clear()  # unwrapped vending keys kept by tokens.services
+    vending_key_cache_clear()  # unwrapped vending keys kept by tokens.keys
 
 
 @pytest.fixture

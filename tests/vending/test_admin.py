@@ -50,5 +50,5 @@ def test_a_supervisor_approves_a_reversal_and_it_is_audited(client, staff, rever
     response = client.post("/admin/tokens/reversalrequest/", {"action": "approve", "_selected_action": [reversal.pk]})
     assert response.status_code == 302
     reversal.refresh_from_db()
-    assert reversal.status == ReversalRequest.Status.APPROVED and reversal.resolved_by == "super1"
-    assert AuditEvent.objects.filter(action="vend.reversal_approved", actor_label="super1").exists()
+    assert reversal.status == ReversalRequest.Status.APPROVED and reversal.resolved_by == "user:super1"
+    assert AuditEvent.objects.filter(action="vend.reversal_approved", actor_label="user:super1").exists()

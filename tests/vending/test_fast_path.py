@@ -1,24 +1,46 @@
-"""The vend's hand-written statements agree with the ORM services they stand in for, and the
-dashboard counters, the API key cache and the throttle behave."""
+"""The vend's PostgreSQL facts statement agrees with the ORM selectors it stands in for (both are
+built from campaigns.rules.OPEN_ENROLLMENT), and the dashboard counters, the API key cache and the
+throttle behave."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from campaigns.models import Batch, Campaign, Enrollment
-from campaigns.services import enrollment_for_meter
-from dashboard.models import ApiErrorStat, VendMinuteStat
+from campaigns.selectors import enrollment_for_meter
 from partners import services as partner_services
 from partners.models import PartnerApiKey
 from tests.vending.factories import enroll, make_campaign
-from tokens.models import KeyChangeSet, Vend
-from tokens.services import _meter_for_vend, key_change_set_issue
+from tokens import _pg, _portable
+from tokens.models import ApiErrorStat, KeyChangeSet, Vend, VendMinuteStat
+from tokens.services import key_change_set_issue
 
 pytestmark = pytest.mark.django_db
+postgresql_only = pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="compares the PostgreSQL statement with the ORM; elsewhere only the ORM runs, so it would be a tautology",
+)
+
+
+def _facts(meter_number: str):
+    """The PostgreSQL statement's facts, checked against the portable selectors' on the spot."""
+    now = timezone.now()
+    native, portable = (
+        _pg.vend_facts_load(meter_number=meter_number, now=now),
+        _portable.vend_facts_load(meter_number=meter_number, now=now),
+    )
+    if native is None:
+        assert portable is None
+        return None
+    for name in ("enrollment", "latest_set", "covering"):
+        a, b = getattr(native, name), getattr(portable, name)
+        assert (a.pk if a else None) == (b.pk if b else None), name
+    return native.meter, native.enrollment, native.latest_set
 
 
 def _batch(campaign: Campaign, *, status: str, hours: float = -1) -> Batch:
@@ -48,17 +70,23 @@ CASES = [
     (Campaign.Status.ACTIVE, Batch.Status.PAUSED, -1, Enrollment.State.FAILED),
     (Campaign.Status.ACTIVE, Batch.Status.CLOSED, -1, Enrollment.State.CONFIRMED),
     (Campaign.Status.DRAFT, Batch.Status.OPEN, -1, Enrollment.State.NOTIFIED),
+    # Recorded outside any batch (codes at the till, USSD or care): open at once.
+    (Campaign.Status.ACTIVE, None, 0, Enrollment.State.CODES_ISSUED),
+    (Campaign.Status.ACTIVE, None, 0, Enrollment.State.CONFIRMED),
+    (Campaign.Status.PAUSED, None, 0, Enrollment.State.CODES_ISSUED),
 ]
 
 
+@postgresql_only
 @pytest.mark.parametrize(("campaign_status", "batch_status", "hours", "state"), CASES)
 def test_meter_statement_finds_the_campaign_services_enrollment(
     meter_factory, campaign_status, batch_status, hours, state
 ):
     meter = meter_factory()
     campaign = make_campaign(status=campaign_status)
-    _enroll(meter, campaign, _batch(campaign, status=batch_status, hours=hours), state)
-    _meter, found, _latest = _meter_for_vend(meter.meter_number)
+    batch = _batch(campaign, status=batch_status, hours=hours) if batch_status else None
+    _enroll(meter, campaign, batch, state)
+    _meter, found, _latest = _facts(meter.meter_number)
     expected = enrollment_for_meter(meter)
     assert (found.pk if found else None) == (expected.pk if expected else None)
     if expected is not None:
@@ -66,26 +94,28 @@ def test_meter_statement_finds_the_campaign_services_enrollment(
         assert found.campaign.sgcs == expected.campaign.sgcs  # JSON converted like the ORM does
 
 
+@postgresql_only
 def test_meter_statement_takes_the_newest_of_several_enrollments(meter_factory):
     meter = meter_factory()
     old, new = make_campaign(), make_campaign()
     _enroll(meter, old, _batch(old, status=Batch.Status.OPEN), Enrollment.State.NOTIFIED, minutes_ago=60)
     _enroll(meter, new, _batch(new, status=Batch.Status.OPEN), Enrollment.State.SCHEDULED, minutes_ago=5)
-    _meter, found, _latest = _meter_for_vend(meter.meter_number)
+    _meter, found, _latest = _facts(meter.meter_number)
     assert found.pk == enrollment_for_meter(meter).pk
     assert found.campaign.pk == new.pk
 
 
+@postgresql_only
 def test_meter_statement_loads_the_meter_and_its_latest_codes(vending_keys, in_campaign, meter_factory):
     meter = meter_factory()
-    assert _meter_for_vend("00000000000") is None
-    loaded, enrollment, latest = _meter_for_vend(meter.meter_number)
+    assert _facts("00000000000") is None
+    loaded, enrollment, latest = _facts(meter.meter_number)
     assert loaded.pk == meter.pk and loaded.meter_number == meter.meter_number and loaded.phone == meter.phone
     assert enrollment is None and latest is None
     campaign = make_campaign()
     enroll(meter, campaign)
-    made = key_change_set_issue(meter=meter, campaign=campaign, actor_label="test")
-    _loaded, enrollment, latest = _meter_for_vend(meter.meter_number)
+    made = key_change_set_issue(meter=meter, campaign=campaign, actor_label="test", origin=Enrollment.Origin.USSD)
+    _loaded, enrollment, latest = _facts(meter.meter_number)
     assert latest.pk == made.pk and latest.codes == made.codes  # a list, as the ORM returns it
     assert enrollment.campaign.pk == campaign.pk
 
@@ -112,13 +142,14 @@ def test_new_vends_are_counted_after_commit_and_replays_are_not(
 def test_a_failing_counter_never_fails_the_vend(
     vend, vending_keys, in_campaign, meter_factory, monkeypatch, django_capture_on_commit_callbacks
 ):
-    import dashboard.services
+    import tokens.api.exceptions
+    import tokens.services.vend
 
     def broken(**_kwargs):
         raise RuntimeError("dashboard table missing")
 
-    monkeypatch.setattr(dashboard.services, "vend_minute_record", broken)
-    monkeypatch.setattr(dashboard.services, "api_error_record", lambda *a, **k: broken())
+    monkeypatch.setattr(tokens.services.vend, "vend_minute_record", broken)
+    monkeypatch.setattr(tokens.api.exceptions, "api_error_record", lambda *a, **k: broken())
     with django_capture_on_commit_callbacks(execute=True):
         assert vend(meter_factory(), reference="C").status_code == 201
     assert vend(meter_factory(), reference="D", amount="1.00").json()["error"]["code"] == "AMOUNT_TOO_LOW"
@@ -160,6 +191,7 @@ def test_replay_of_a_stored_vend_wins_over_a_refusal(api, vend, partner, vending
 def test_throttle_counts_in_redis_and_fails_open_when_redis_is_down(api, partner, meter_factory, settings, monkeypatch):
     import os
 
+    from kplc_sts import ratelimit
     from partners import authentication
 
     url = f"/api/v1/meters/{meter_factory().meter_number}/"
@@ -167,17 +199,14 @@ def test_throttle_counts_in_redis_and_fails_open_when_redis_is_down(api, partner
     partner.save()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}}
-    monkeypatch.setattr(authentication, "_redis_client", None)
-    monkeypatch.setattr(authentication, "_redis_down_until", 0.0)
+    monkeypatch.setattr(ratelimit, "_down_until", {})
     window_start = authentication.time.time() // 60 * 60
     monkeypatch.setattr(authentication.time, "time", lambda: window_start + 1)
     # Redis is shared between runs: start from an empty window.
-    authentication._redis().delete(f"partner-throttle:{partner.pk}:60:{int(window_start // 60)}")
+    ratelimit._client(redis_url).delete(f"partner-throttle:{partner.pk}:60:{int(window_start // 60)}")
     assert [api.get(url).status_code for _ in range(3)] == [200, 200, 429]
     # Redis unreachable: requests pass (the money limits are in the database), and quickly.
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
-    }
-    monkeypatch.setattr(authentication, "_redis_client", None)
+    dead = "redis://127.0.0.1:1/0"
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": dead}}
     assert api.get(url).status_code == 200
-    assert authentication._redis_down_until > 0
+    assert ratelimit._down_until[dead] > 0

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from tokens.errors import VendError
+from tokens.stats import api_error_record
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +68,6 @@ def _validation_error(exc: exceptions.ValidationError) -> Response:
 def api_error_count(code: str) -> None:
     """Count an error response for the dashboard's vending-health page; never fails the response."""
     try:
-        from dashboard.services import api_error_record
-
         if connection.in_atomic_block:
             with transaction.atomic():  # a savepoint: a failed insert must not break the caller's transaction
                 api_error_record(code)

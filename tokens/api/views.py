@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -62,7 +63,7 @@ class MeterView(PartnerAPIView):
     def get(self, request: Request, meter_number: str) -> Response:
         try:
             number = clean_meter_number(meter_number)
-        except Exception:  # noqa: BLE001 - a ValidationError; mapped to the stable code below
+        except ValidationError:
             raise errors.InvalidMeterNumber(
                 "Not a valid meter number: 11 or 13 digits whose last digit is the Luhn check digit."
             ) from None

@@ -1,4 +1,4 @@
-"""Run the periodic campaign and SMS jobs in-process (the embedded demo has no beat)."""
+"""Run the periodic jobs in-process (the embedded demo has no beat): the beat tasks, called directly."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import datetime as dt
 import time
 from typing import Any
 
-from django.apps import apps
 from django.core.management.base import BaseCommand
 
-from campaigns.services import batches_start_due
-from sms.services import messages_sweep
+from campaigns.services import campaign_targets_refresh
+from campaigns.tasks import start_due_batches_task
+from sms.tasks import sweep_task
 
 TARGET_MAX_AGE = dt.timedelta(hours=1)
 
@@ -23,14 +23,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         while True:
-            started = batches_start_due()
-            swept = messages_sweep()
-            targets = 0
-            if apps.is_installed("dashboard"):
-                # Without beat (the embedded demo) this is what keeps the overview's target current.
-                from dashboard.services import campaign_targets_refresh
-
-                targets = campaign_targets_refresh(older_than=TARGET_MAX_AGE)
+            started = start_due_batches_task()
+            swept = sweep_task()
+            # Without beat this is what keeps the overview's target current (beat: hourly task).
+            targets = campaign_targets_refresh(older_than=TARGET_MAX_AGE)
             if started or any(swept.values()) or targets or not options["loop"]:
                 self.stdout.write(f"batches started: {started or 'none'}; sweep: {swept}; targets recounted: {targets}")
                 self.stdout.flush()

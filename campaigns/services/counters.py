@@ -1,0 +1,34 @@
+"""The funnel and daily counters, bumped with F() expressions inside the changing transaction.
+
+Counter rows are always updated in the same order (batch, campaign, daily stat), so concurrent
+transactions never deadlock on them. Set-based operations bump them by the rows they touched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db.models import F
+
+from kplc_sts.db import upsert_increment
+
+from ..models import Batch, Campaign, CampaignDailyStat
+
+
+def counters_add(*, batch_id: int | None, campaign_id: int, **deltas: int) -> None:
+    """Add `deltas` to the batch's (if any) and the campaign's funnel counters."""
+    deltas = {name: value for name, value in deltas.items() if value}
+    if not deltas:
+        return
+    campaign_only = {name: value for name, value in deltas.items() if name == "outside_batch"}
+    shared = {name: F(name) + value for name, value in deltas.items() if name not in campaign_only}
+    if batch_id is not None and shared:
+        Batch.objects.filter(pk=batch_id).update(**shared)
+    Campaign.objects.filter(pk=campaign_id).update(
+        **shared, **{name: F(name) + value for name, value in campaign_only.items()}
+    )
+
+
+def daily_add(*, campaign_id: int, day: dt.date, **deltas: int) -> None:
+    """Add `deltas` to the campaign's row for `day`, creating it if needed (one statement)."""
+    upsert_increment(CampaignDailyStat, {"campaign_id": campaign_id, "day": day}, **deltas)

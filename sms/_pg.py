@@ -1,0 +1,147 @@
+"""The outbox's PostgreSQL statements (data-modifying CTEs, UPDATE ... FROM VALUES, SKIP LOCKED).
+
+Same functions, same signatures as `sms._portable`; `sms.services` picks one per call through
+`kplc_sts.db.by_vendor`. At hundreds of messages and reports a second each of these is one round
+trip where the portable twin takes a few statements per row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+
+from django.db import connection, transaction
+
+from kplc_sts.db import sql_value
+
+from .backends import SendResult
+from .models import DeliveryReport, Message, MessageTally
+from .tallies import tally_add
+
+Status = Message.Status
+_MESSAGES, _REPORTS, _TALLIES = Message._meta.db_table, DeliveryReport._meta.db_table, MessageTally._meta.db_table
+
+
+def messages_mark_sent(*, accepted: Sequence[tuple[int, SendResult]], now: dt.datetime) -> list[int]:
+    """Store what the gateway accepted, one UPDATE ... FROM (VALUES ...) for the lot; returns the
+    ids stored (a message the sweep settled meanwhile is left alone)."""
+    values = ", ".join(["(%s::bigint, %s::varchar, %s::numeric, %s::varchar)"] * len(accepted))
+    params: list[object] = []
+    for pk, result in accepted:
+        params += [pk, result.provider_message_id, result.cost, result.currency or ""]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_MESSAGES} AS m SET status = %s, provider_message_id = v.pid, cost = v.cost, "  # noqa: S608
+            "currency = v.currency, sent_at = %s, last_error = '' "
+            f"FROM (VALUES {values}) AS v (id, pid, cost, currency) "
+            "WHERE m.id = v.id AND m.status IN (%s, %s) RETURNING m.id",
+            [Status.SENT, sql_value(now), *params, Status.SENDING, Status.QUEUED],
+        )
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+def report_receive(
+    *,
+    provider_message_id: str,
+    status: str,
+    failure_reason: str,
+    phone_number: str,
+    network_code: str,
+    retry_count: int | None,
+    final: str | None,
+    now: dt.datetime,
+) -> None:
+    """The whole report in one statement: store it (idempotent on the provider id), settle its
+    message if the id is known, count it in the batch's tally."""
+    at = sql_value(now)
+    report_values = [provider_message_id, status, failure_reason, phone_number, network_code, retry_count, at]
+    with connection.cursor() as cursor:
+        if final is None:
+            # An intermediate report (Sent, Submitted, Buffered): kept as evidence the gateway took
+            # the message (the sweep's reconciliation reads it), nothing to settle.
+            cursor.execute(
+                f"INSERT INTO {_REPORTS} (provider_message_id, status, failure_reason, phone_number, "  # noqa: S608
+                "network_code, retry_count, received_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (provider_message_id) DO NOTHING",
+                report_values,
+            )
+            return
+        column = "delivered" if final == Status.DELIVERED else "failed"
+        finals = ["Success", "Failed", "Rejected"]
+        cursor.execute(
+            f"WITH known AS (SELECT 1 FROM {_MESSAGES} WHERE provider_message_id = %s), "  # noqa: S608
+            f"settled AS (UPDATE {_MESSAGES} SET status = %s, failure_reason = %s, delivered_at = %s "
+            "WHERE provider_message_id = %s AND status IN (%s, %s, %s) RETURNING batch_id), "
+            f"report AS (INSERT INTO {_REPORTS} (provider_message_id, status, failure_reason, phone_number, "
+            "network_code, retry_count, received_at, applied_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, CASE WHEN EXISTS (SELECT 1 FROM known) THEN %s::timestamptz END) "
+            "ON CONFLICT (provider_message_id) DO UPDATE SET status = EXCLUDED.status, "
+            "failure_reason = EXCLUDED.failure_reason, applied_at = EXCLUDED.applied_at "
+            f"WHERE {_REPORTS}.status NOT IN (%s, %s, %s) RETURNING 1) "
+            f"INSERT INTO {_TALLIES} (batch_id, sent, delivered, failed) "
+            f"SELECT batch_id, 0, {int(column == 'delivered')}, {int(column == 'failed')} FROM settled "
+            f"WHERE batch_id IS NOT NULL ON CONFLICT (batch_id) DO UPDATE SET {column} = {_TALLIES}.{column} + 1",
+            [
+                provider_message_id,
+                final,
+                "" if final == Status.DELIVERED else failure_reason,
+                at,
+                provider_message_id,
+                Status.SENDING,
+                Status.SENT,
+                Status.QUEUED,
+                *report_values,
+                at,
+                *finals,
+            ],
+        )
+
+
+def reports_apply(
+    *, provider_message_ids: Sequence[str] | None, limit: int, report_status: Mapping[str, str], now: dt.datetime
+) -> int:
+    """Set-based: settle the messages of final reports whose message id is known by now."""
+    at = sql_value(now)
+    only = "AND d.provider_message_id = ANY(%s) " if provider_message_ids is not None else ""
+    statuses = list(report_status)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "WITH r AS (SELECT d.id, d.provider_message_id, d.status, d.failure_reason "  # noqa: S608
+            f"FROM {_REPORTS} d WHERE d.applied_at IS NULL AND d.status IN (%s, %s, %s) {only}"
+            f"AND EXISTS (SELECT 1 FROM {_MESSAGES} x WHERE x.provider_message_id = d.provider_message_id) "
+            "ORDER BY d.id LIMIT %s FOR UPDATE OF d SKIP LOCKED), "
+            f"settled AS (UPDATE {_MESSAGES} m SET "
+            "status = CASE r.status WHEN %s THEN %s WHEN %s THEN %s ELSE %s END, "
+            "failure_reason = CASE WHEN r.status = %s THEN '' ELSE r.failure_reason END, delivered_at = %s "
+            "FROM r WHERE m.provider_message_id = r.provider_message_id AND m.status IN (%s, %s, %s) "
+            "RETURNING m.batch_id, m.status), "
+            f"applied AS (UPDATE {_REPORTS} d SET applied_at = %s FROM r WHERE d.id = r.id RETURNING 1) "
+            "SELECT batch_id, status, COUNT(*) FROM settled GROUP BY batch_id, status "
+            "UNION ALL SELECT NULL, 'applied', COUNT(*) FROM applied",
+            [
+                *statuses,
+                *([list(provider_message_ids)] if provider_message_ids is not None else []),
+                limit,
+                "Success",
+                Status.DELIVERED,
+                "Failed",
+                Status.FAILED,
+                Status.REJECTED,
+                "Success",
+                at,
+                Status.SENDING,
+                Status.SENT,
+                Status.QUEUED,
+                at,
+            ],
+        )
+        rows = cursor.fetchall()
+        applied = 0
+        for batch_id, status, count in sorted(rows, key=lambda row: (row[0] is None, row[0] or 0, row[1])):
+            if status == "applied":
+                applied = count
+            elif status == Status.DELIVERED:
+                tally_add(batch_id, delivered=count)
+            else:
+                tally_add(batch_id, failed=count)
+    return int(applied)

@@ -1,0 +1,104 @@
+"""The outbox's statements for any database (SQLite: the demo and `make test`).
+
+Same functions, same signatures and the same effects as `sms._pg`, in a few ORM statements per
+row instead of one set-based statement.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+
+from django.db import transaction
+
+from .backends import SendResult
+from .models import DeliveryReport, Message
+from .tallies import tally_add
+
+Status = Message.Status
+
+
+def messages_mark_sent(*, accepted: Sequence[tuple[int, SendResult]], now: dt.datetime) -> list[int]:
+    stored = []
+    with transaction.atomic():
+        for pk, result in accepted:
+            if Message.objects.filter(pk=pk, status__in=[Status.SENDING, Status.QUEUED]).update(
+                status=Status.SENT,
+                provider_message_id=result.provider_message_id,
+                cost=result.cost,
+                currency=result.currency or "",
+                sent_at=now,
+                last_error="",
+            ):
+                stored.append(pk)
+    return sorted(stored)
+
+
+def report_receive(
+    *,
+    provider_message_id: str,
+    status: str,
+    failure_reason: str,
+    phone_number: str,
+    network_code: str,
+    retry_count: int | None,
+    final: str | None,
+    now: dt.datetime,
+) -> None:
+    values = {
+        "status": status,
+        "failure_reason": failure_reason,
+        "phone_number": phone_number,
+        "network_code": network_code,
+        "retry_count": retry_count,
+        "received_at": now,
+    }
+    with transaction.atomic():
+        report, created = DeliveryReport.objects.select_for_update().get_or_create(
+            provider_message_id=provider_message_id, defaults=values
+        )
+        previous_final = report.status in ("Success", "Failed", "Rejected")
+        if not created and not previous_final and final is not None:
+            # An intermediate report (Sent, Buffered...) followed by the final one.
+            report.status, report.failure_reason, report.applied_at = status, failure_reason, None
+            report.save(update_fields=["status", "failure_reason", "applied_at"])
+    if final is not None and report.applied_at is None:
+        reports_apply(
+            provider_message_ids=[provider_message_id],
+            limit=1,
+            report_status={"Success": Status.DELIVERED, "Failed": Status.FAILED, "Rejected": Status.REJECTED},
+            now=now,
+        )
+
+
+def reports_apply(
+    *, provider_message_ids: Sequence[str] | None, limit: int, report_status: Mapping[str, str], now: dt.datetime
+) -> int:
+    pending = DeliveryReport.objects.filter(applied_at__isnull=True, status__in=list(report_status))
+    if provider_message_ids is not None:
+        pending = pending.filter(provider_message_id__in=list(provider_message_ids))
+    applied = 0
+    for report in pending.order_by("pk")[:limit]:
+        with transaction.atomic():
+            message = (
+                Message.objects.select_for_update()
+                .filter(provider_message_id=report.provider_message_id)
+                .only("pk", "status", "batch_id")
+                .first()
+            )
+            if message is None:
+                continue  # the worker has not stored the id yet; the sweep tries again
+            final = report_status[report.status]
+            if message.status in (Status.SENDING, Status.SENT, Status.QUEUED):
+                Message.objects.filter(pk=message.pk).update(
+                    status=final,
+                    failure_reason=report.failure_reason if final != Status.DELIVERED else "",
+                    delivered_at=now,
+                )
+                if final == Status.DELIVERED:
+                    tally_add(message.batch_id, delivered=1)
+                else:
+                    tally_add(message.batch_id, failed=1)
+            DeliveryReport.objects.filter(pk=report.pk).update(applied_at=now)
+            applied += 1
+    return applied

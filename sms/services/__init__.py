@@ -1,0 +1,44 @@
+"""The SMS outbox: queue in the business transaction, send from Celery, settle on delivery reports.
+
+`outbox` writes and publishes messages (and a campaign batch's notices), `sending` claims and
+sends them, `reports` settles them on delivery reports, `sweep` recovers from crashes. The
+PostgreSQL statements are in `sms._pg`, their portable twins in `sms._portable`.
+"""
+
+from __future__ import annotations
+
+from .outbox import (
+    batches_with_notices_pending,
+    message_dispatch,
+    message_queue,
+    notices_cancel,
+    notices_dispatch,
+    notices_hold,
+    notices_insert_from,
+    notices_release,
+    queue_for,
+)
+from .reports import REPORT_STATUS, delivery_report_receive, delivery_reports_apply_pending
+from .sending import message_record_failure, messages_claim, messages_count_sent, messages_send
+from .sweep import messages_reconcile, messages_sweep
+
+__all__ = [
+    "REPORT_STATUS",
+    "batches_with_notices_pending",
+    "delivery_report_receive",
+    "delivery_reports_apply_pending",
+    "message_dispatch",
+    "message_queue",
+    "message_record_failure",
+    "messages_claim",
+    "messages_count_sent",
+    "messages_reconcile",
+    "messages_send",
+    "messages_sweep",
+    "notices_cancel",
+    "notices_dispatch",
+    "notices_hold",
+    "notices_insert_from",
+    "notices_release",
+    "queue_for",
+]

@@ -1,0 +1,57 @@
+"""Delivery reports: store each once (idempotent on the provider id) and settle its message.
+
+A report can arrive before the worker has stored the provider id of its message; it then waits,
+unapplied, until the worker stores the id or the sweep matches it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kplc_sts import clock
+from kplc_sts.db import by_vendor
+
+from .. import _pg, _portable
+from ..models import Message
+
+Status = Message.Status
+# Africa's Talking's final report statuses and what they make of the message.
+REPORT_STATUS = {"Success": Status.DELIVERED, "Failed": Status.FAILED, "Rejected": Status.REJECTED}
+statements = by_vendor(pg=_pg, portable=_portable)
+
+
+def delivery_report_receive(
+    *,
+    provider_message_id: str,
+    status: str,
+    failure_reason: str = "",
+    phone_number: str = "",
+    network_code: str = "",
+    retry_count: int | None = None,
+) -> None:
+    """Store a report (idempotent on the provider id) and apply it if it is final."""
+    statements.report_receive(
+        provider_message_id=provider_message_id[:64],
+        status=status[:16],
+        failure_reason=failure_reason[:64],
+        phone_number=phone_number[:16],
+        network_code=network_code[:8],
+        retry_count=retry_count,
+        final=REPORT_STATUS.get(status[:16]),
+        now=clock.now(),
+    )
+
+
+def delivery_reports_apply_pending(
+    *, provider_message_ids: Sequence[str] | None = None, provider_message_id: str | None = None, limit: int = 5000
+) -> int:
+    """Apply final reports to their messages (those whose message id is known by now)."""
+    if provider_message_id is not None:
+        provider_message_ids = [provider_message_id]
+    if provider_message_ids is not None and not provider_message_ids:
+        return 0
+    return int(
+        statements.reports_apply(
+            provider_message_ids=provider_message_ids, limit=limit, report_status=REPORT_STATUS, now=clock.now()
+        )
+    )

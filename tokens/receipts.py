@@ -1,0 +1,33 @@
+"""What a partner's receipt shows: the tokens to type, in order, with their labels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .sts import format_token
+
+# The key change codes, named as the customer meets them on every channel: 1 then 2.
+CODE_LABELS = {1: ("reset_code", "Reset code"), 2: ("update_code", "Update code")}
+TOKEN_LABEL = "Token"  # noqa: S105 - the receipt label, not a secret
+
+
+def tokens_list(*, codes: list[str], credit_digits: str) -> list[dict[str, Any]]:
+    """The ordered list of what to type: the key change codes, then the credit token."""
+    items = []
+    for position, digits in enumerate(codes, start=1):
+        kind, label = CODE_LABELS.get(position, ("update_code", f"Update code {position}"))
+        items.append({"position": position, "kind": kind, "label": label, "digits": digits})
+    items.append({"position": len(codes) + 1, "kind": "credit", "label": TOKEN_LABEL, "digits": credit_digits})
+    for item in items:
+        item["display"] = format_token(item["digits"])
+    return items
+
+
+def instruction_for(codes: list[str]) -> str:
+    if not codes:
+        return "Type the token into the meter and press Enter."
+    steps = ", then ".join(f"{label} ({n})" for n, (_, label) in CODE_LABELS.items())
+    return (
+        f"Load any unused old tokens first. Then type, in this order and waiting for each to be accepted: "
+        f"{steps}, then the Token ({len(codes) + 1})."
+    )
