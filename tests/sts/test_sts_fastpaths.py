@@ -96,7 +96,7 @@ def test_pan_luhn_matches_check_digit_function() -> None:
 
 
 def test_inline_checks_accept_what_the_checkers_accept() -> None:
-    base = {"ea": "07", "old_key": DK, "new_key": DK, "rollover": True}
+    base = {"ea": "07", "old_key": DK, "new_key": bytes(reversed(DK)), "rollover": True}
     # strings and edge values still go through the full checkers
     assert key_change_tokens(**base, new_krn=9, new_kt=3, new_ti="99") == key_change_tokens(
         **base, new_krn=9, new_kt=3, new_ti=99
