@@ -1,4 +1,4 @@
-"""Amount encoding (reference.md section 5): rounded up, integers/Decimal only."""
+"""Amount encoding (docs/sts-protocol.md §6): in the customer's favour, integers/Decimal only."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ from tokens.sts import (
     encode_currency_amount,
     encode_transfer_amount,
 )
-from tokens.sts._amount import MAX_TRANSFER_VALUE
+from tokens.sts._amount import _MAX_CURRENCY_VALUE, MAX_TRANSFER_VALUE
 
+# built from text: Decimal arithmetic would round these 36-digit values to 28 digits
+_MAX_CURRENCY = Decimal(f"{_MAX_CURRENCY_VALUE}E-5")
 kwh = st.decimals(min_value=0, max_value=Decimal("1820162.4"), places=3, allow_nan=False, allow_infinity=False)
 
 
@@ -30,7 +32,7 @@ kwh = st.decimals(min_value=0, max_value=Decimal("1820162.4"), places=3, allow_n
         ("0.1", 0x0001),
         ("1638.3", 0x3FFF),
         ("1638.4", 0x4000),
-        ("2000.0", 0x416A),  # = 2000.4 kWh (reference.md 5.1)
+        ("2000.0", 0x416A),  # = 2000.4 kWh (docs/sts-protocol.md §6.1)
         ("18022.3", 0x8000),  # falls in the gap: next exponent, m = 0
         ("181862.3", 0xC000),
         ("1820162.4", 0xFFFF),
@@ -94,7 +96,7 @@ def test_fields_outside_16_bits_are_refused() -> None:
 
 
 def test_currency_example() -> None:
-    # reference.md 5.2: 100.00 -> e = 3, m = 8182 -> 0xDFF6 with S&E nibble 0
+    # docs/sts-protocol.md §6.2: 100.00 -> e = 3, m = 8182 -> 0xDFF6 with S&E nibble 0
     assert encode_currency_amount(Decimal("100.00")) == 0xDFF6
     assert decode_currency_amount(0xDFF6) >= Decimal(100)
     assert decode_currency_amount(1 << 19 | 5) == Decimal("-0.00005")
@@ -103,3 +105,48 @@ def test_currency_example() -> None:
 @given(st.decimals(min_value=0, max_value=Decimal("1e12"), places=5, allow_nan=False, allow_infinity=False))
 def test_currency_never_under_credits(amount: Decimal) -> None:
     assert decode_currency_amount(encode_currency_amount(amount)) >= amount
+
+
+# --- negative currency amounts (issue 13) -------------------------------------------------------
+
+LARGEST_DEBIT = _MAX_CURRENCY.copy_negate()  # exact, unlike unary minus
+debits = st.decimals(
+    min_value=LARGEST_DEBIT, max_value=Decimal("-0.00001"), places=5, allow_nan=False, allow_infinity=False
+)
+
+
+def test_minus_one_is_the_smaller_debit_of_the_2025_compliance_test() -> None:
+    # STS 531-1-07 Ed. 2.2 CTSA20 step 13 issues "Amount = -1" and expects -0.99994 (§6.2)
+    field20 = encode_currency_amount(Decimal(-1))
+    assert field20 == 1 << 19 | 1 << 14 | 8361  # sign, e = 1, m = 8361
+    assert decode_currency_amount(field20) == Decimal("-0.99994")
+    assert encode_currency_amount("-180224") == 1 << 19 | 6 << 14 | 16201  # -180214.42624, not -180224.42624
+
+
+@given(debits)
+def test_negative_amounts_round_toward_plus_infinity_to_the_nearest_debit(amount: Decimal) -> None:
+    field20 = encode_currency_amount(amount)
+    assert field20 >> 19 == 1  # the sign bit
+    sent = decode_currency_amount(field20)
+    assert amount <= sent < 0  # never a bigger debit than asked for
+    # and no representable debit lies between: the next larger magnitude is already too big
+    magnitude = field20 & 0x7FFFF
+    if magnitude & 0x3FFF < 0x3FFF:
+        assert decode_currency_amount(field20 + 1) < amount
+    assert encode_currency_amount(sent) == field20  # canonical
+
+
+@given(debits, debits)
+def test_negative_encoding_is_monotone(a: Decimal, b: Decimal) -> None:
+    low, high = sorted((a, b))
+    assert decode_currency_amount(encode_currency_amount(low)) <= decode_currency_amount(encode_currency_amount(high))
+
+
+def test_debits_beyond_the_field_are_refused_not_clamped() -> None:
+    with pytest.raises(AmountOutOfRange, match="too large"):
+        encode_currency_amount(Decimal(f"-{_MAX_CURRENCY_VALUE + 1}E-5"))
+    assert decode_currency_amount(encode_currency_amount(LARGEST_DEBIT)) == LARGEST_DEBIT
+
+
+def test_a_debit_smaller_than_the_unit_rounds_to_zero() -> None:
+    assert encode_currency_amount(Decimal("-0.000001")) == 0  # toward +infinity: no debit at all

@@ -152,3 +152,74 @@ def test_errors_go_to_stderr_with_status_2(args: tuple[str, ...]) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.strip()
+
+
+# --- issue 13: the 3-token set, negative currency, extended tokens, same-key rollover -------------
+
+VECTORS_2025 = {
+    v["id"]: v for v in json.loads(Path(__file__).with_name("vectors-sts531-2025.json").read_text())["vectors"]
+}
+
+
+def dk_of(spec: dict) -> str:
+    args = ["dk", "--dkga", f"{spec['dkga']:02d}", "--vk", spec["vk"], "--pan", spec["pan"], "--sgc", spec["sgc"]]
+    args += ["--ti", spec["ti"], "--krn", str(spec["krn"]), "--kt", str(spec["kt"]), "--bd", str(spec["bd"])]
+    return ok(*args, "--ea", f"{spec['ea']:02d}").strip()
+
+
+def kct_args(v: dict) -> list[str]:
+    return [
+        "kct", "--ea", "07", "--old-dk", dk_of(v["old"]), "--new-dk", dk_of(v["new"]), "--ken", str(v["ken"]),
+        "--krn", str(v["krn"]), "--kt", str(v["kt"]), "--ti", v["ti"], "--ro", str(v["ro"]),
+    ]  # fmt: skip
+
+
+def test_kct_ea07_with_sgc_prints_the_three_tokens_in_typing_order() -> None:
+    v = VECTORS_2025["2025-CTSA05-s4"]
+    assert ok(*kct_args(v), "--sgc", v["sgc"]).splitlines() == v["tokens"]
+
+
+def test_kct_ea07_without_sgc_prints_the_pair() -> None:
+    v = VECTORS_2025["2025-CTSA05-s1"]
+    assert ok(*kct_args(v)).splitlines() == v["tokens"]
+
+
+def test_decode_the_third_token_shows_the_new_sgc() -> None:
+    v = VECTORS_2025["2025-CTSA05-s4"]
+    out = json.loads(ok("decode", v["tokens"][2], "--ea", "07", "--dk", dk_of(v["old"])))
+    assert (out["class"], out["subclass"], out["kind"], out["new_sgc"]) == (2, 8, "kct3", v["sgc"])
+    kct1 = json.loads(ok("decode", v["tokens"][0], "--ea", "07", "--dk", dk_of(v["old"])))
+    assert kct1["res"] == 1
+
+
+def test_credit_subclass_4_with_negative_units_prints_a_token() -> None:
+    v = VECTORS_2025["2025-CTSA20-s13"]  # "Amount = -1"
+    key = dk_of(v)
+    out = ok("credit", "--ea", "07", "--dk", key, "--subclass", "4", "--units", "-1", "--tid", str(v["tid"]))
+    assert out == v["token"] + "\n"
+    decoded = json.loads(ok("decode", v["token"], "--ea", "07", "--dk", key), parse_float=Decimal)
+    assert decoded["units"] == Decimal("-0.99994")
+
+
+@pytest.mark.parametrize("vector_id", ["2025-CTSA24-s4", "2025-CTSA24-s6"])
+def test_decode_extended_token_set_tokens(vector_id: str) -> None:
+    v = VECTORS_2025[vector_id]
+    args = ["decode", v["token"]]
+    if v["cls"] == 2:
+        args += ["--ea", "07", "--dk", dk_of(v), "--bd", str(v["bd"])]
+    out = json.loads(ok(*args))
+    assert (out["class"], out["subclass"], out["kind"]) == (v["cls"], v["sub"], "extended")
+    assert len(out["data"]) == 11 and int(out["data"], 16) == int(out["block"], 16) >> 16 & (1 << 44) - 1
+    if v["cls"] == 2:
+        assert (out["tid"], out["tid_datetime"]) == (v["tid"], v["issued"].replace(" ", "T"))
+    else:
+        assert "tid" not in out
+
+
+def test_same_key_rollover_is_refused_on_the_command_line() -> None:
+    key = "E653341F9D5BF36F"
+    args = ["kct", "--ea", "07", "--old-dk", key, "--new-dk", key, "--krn", "2", "--kt", "2", "--ti", "01"]
+    result = run(*args, "--ro", "1")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert "SameKeyRollover" in result.stderr
+    assert len(ok(*args, "--ro", "0").splitlines()) == 2  # no RO: nothing to replay, allowed

@@ -14,6 +14,7 @@ from tokens.sts import (
     InvalidParameter,
     InvalidTokenFormat,
     KeyExpired,
+    SameKeyRollover,
     StsError,
     TidOutOfRange,
     UnknownAlgorithm,
@@ -33,7 +34,7 @@ TOKEN = "23716100501183194197"  # CTSA01 step 1 under DK
 def test_every_error_is_a_value_error() -> None:
     for exc in (InvalidMeterNumber, InvalidTokenFormat, CrcMismatch, UnknownAlgorithm, InvalidKey):
         assert issubclass(exc, StsError)
-    for exc in (AmountOutOfRange, TidOutOfRange, KeyExpired, InvalidParameter):
+    for exc in (AmountOutOfRange, TidOutOfRange, KeyExpired, InvalidParameter, SameKeyRollover):
         assert issubclass(exc, StsError)
     assert issubclass(StsError, ValueError)
 
@@ -186,3 +187,52 @@ def test_parameter_errors() -> None:
         key_change_tokens(ea="07", old_key=DK, new_key=DK, new_krn=2, new_kt=4, new_ti=1, rollover=True)
     with pytest.raises(InvalidParameter):
         key_change_tokens(ea="07", old_key=DK, new_key=DK, new_krn=2, new_kt=2, new_ti=100, rollover=True)
+
+
+def _encrypted_token(token_class: int, subclass: int, data44: int, key: bytes = DK) -> str:
+    """A well-formed token (valid CRC, transposition) with arbitrary fields, built by hand."""
+    from tokens.sts._sta import StaCipher, tables_by_name
+    from tokens.sts._tokens import _block, _transpose
+
+    block = _block(token_class, subclass, data44)
+    if token_class != 1:
+        block = StaCipher(int.from_bytes(key, "big"), tables_by_name("production")).encrypt(block)
+    return _transpose(block, token_class)
+
+
+@pytest.mark.parametrize(
+    ("token_class", "subclass", "data44", "match"),
+    [
+        (2, 9, 0x123_DEADBEEF, "64-bit-key KCT"),  # a 4th section exists only for 128-bit keys
+        (2, 8, 123456 << 20 | 1, "64-bit-key KCT"),  # KCT3 of a 64-bit key ends in 20 zero bits
+        (2, 11, 0, "reserved or proprietary"),
+        (2, 15, 0, "reserved or proprietary"),
+        (1, 3, 0, "reserved or proprietary"),
+        (1, 6, 0, "reserved or proprietary"),
+    ],
+)
+def test_tokens_no_genuine_source_builds_are_refused(token_class: int, subclass: int, data44: int, match: str) -> None:
+    token = _encrypted_token(token_class, subclass, data44)
+    with pytest.raises(InvalidTokenFormat, match=match):
+        decode_token(token, ea="07", decoder_key=DK)
+
+
+def test_subclass_8_reads_by_the_key_length() -> None:
+    data44 = 0x123 << 32 | 0xDEADBEEF
+    ea11_key = bytes(range(16))
+    from tokens.sts._misty1 import Misty1Cipher
+    from tokens.sts._tokens import _block, _transpose
+
+    token = _transpose(Misty1Cipher(ea11_key).encrypt(_block(2, 8, data44)), 2)
+    decoded = decode_token(token, ea="11", decoder_key=ea11_key)
+    assert (decoded.sgc_part, decoded.nkmo, decoded.new_sgc) == (0x123, 0xDEADBEEF, None)
+    decoded = decode_token(_encrypted_token(2, 8, 201457 << 20), ea="07", decoder_key=DK)
+    assert (decoded.sgc_part, decoded.nkmo, decoded.new_sgc) == (None, None, 201457)
+
+
+def test_same_key_rollover_error_comes_after_the_parameter_errors() -> None:
+    # a caller with two mistakes hears about the malformed field first, then about the key
+    with pytest.raises(InvalidParameter):
+        key_change_tokens(ea="07", old_key=DK, new_key=DK, new_krn=0, new_kt=2, new_ti=1, rollover=True)
+    with pytest.raises(SameKeyRollover):
+        key_change_tokens(ea="07", old_key=DK, new_key=bytearray(DK), new_krn=2, new_kt=2, new_ti=1, rollover=True)

@@ -37,7 +37,7 @@ VK = bytes.fromhex("ABABABABABABABAB")
 
 
 def crc_field_by_bit_loop(first50: int, currency: bool) -> int:
-    """Bit-at-a-time CRC-16/MODBUS over the 7 (or 8) bytes, byte-swapped (reference.md 2.4)."""
+    """Bit-at-a-time CRC-16/MODBUS over the 7 (or 8) bytes, byte-swapped (docs/sts-protocol.md §3.4)."""
     crc = 0xFFFF
     for byte in first50.to_bytes(7, "big") + (b"\x01" if currency else b""):
         crc ^= byte
@@ -79,7 +79,7 @@ def test_derive_survives_cache_clearing() -> None:
     first = derive_decoder_key(**args)
     clear_key_caches()
     assert derive_decoder_key(**args) == first
-    # DK = DES_VK(X) xor X xor VK, with X built independently from the text of reference.md 7.1
+    # DK = DES_VK(X) xor X xor VK, with X built independently from the text of docs/sts-protocol.md §8.1
     x = int("0072700000000000", 16) ^ int("2123456011FFFFFF", 16)
     des_x = int.from_bytes(DES.new(VK, DES.MODE_ECB).encrypt(x.to_bytes(8, "big")), "big")
     assert first == (des_x ^ x ^ int.from_bytes(VK, "big")).to_bytes(8, "big")
@@ -96,7 +96,7 @@ def test_pan_luhn_matches_check_digit_function() -> None:
 
 
 def test_inline_checks_accept_what_the_checkers_accept() -> None:
-    base = {"ea": "07", "old_key": DK, "new_key": DK, "rollover": True}
+    base = {"ea": "07", "old_key": DK, "new_key": bytes(reversed(DK)), "rollover": True}
     # strings and edge values still go through the full checkers
     assert key_change_tokens(**base, new_krn=9, new_kt=3, new_ti="99") == key_change_tokens(
         **base, new_krn=9, new_kt=3, new_ti=99

@@ -1,4 +1,4 @@
-"""Luhn, meter numbers, PANs, base dates and TIDs (reference.md sections 1 and 4)."""
+"""Luhn, meter numbers, PANs, base dates and TIDs (docs/sts-protocol.md §2 and §5)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def naive_luhn(digits: str) -> int:
 
 @pytest.mark.parametrize(
     ("digits", "check"),
-    [("1234567890", 3), ("60072700000000000", 9), ("00000100000000008", 2)],  # reference.md section 1
+    [("1234567890", 3), ("60072700000000000", 9), ("00000100000000008", 2)],  # docs/sts-protocol.md §2
 )
 def test_luhn_examples(digits: str, check: int) -> None:
     assert luhn_check_digit(digits) == check
@@ -52,7 +52,7 @@ def test_luhn_rejects_non_digits(bad: str) -> None:
 
 
 def test_pan_from_11_digit_meter_number() -> None:
-    assert pan_from_meter_number("47500150231") == "600727475001502312"  # reference.md section 1
+    assert pan_from_meter_number("47500150231") == "600727475001502312"  # docs/sts-protocol.md §2
 
 
 def test_pan_from_13_digit_meter_number_uses_iin_0000() -> None:
@@ -101,14 +101,14 @@ def test_base_dates() -> None:
 
 
 def test_tid_examples_from_the_vectors() -> None:
-    # CTSA01: issued 2004-03-01 13:55 -> 5871715; CTSA21 truncates seconds (reference.md section 4)
+    # CTSA01: issued 2004-03-01 13:55 -> 5871715; CTSA21 truncates seconds (§5.1)
     assert tid_from_datetime(datetime(2004, 3, 1, 13, 55), 1993) == 5871715
     assert tid_from_datetime(datetime(2004, 3, 1, 13, 55, 59), 1993) == 5871715
     assert tid_to_datetime(5871715, 1993) == datetime(2004, 3, 1, 13, 55)
 
 
 def test_last_valid_minute_of_each_base_date() -> None:
-    # reference.md section 4: the last valid minute for base 1993 is 24 Nov 2024 20:15
+    # §5.1: the last valid minute for base 1993 is 24 Nov 2024 20:15
     assert tid_to_datetime(0xFFFFFF, 1993) == datetime(2024, 11, 24, 20, 15)
     assert tid_to_datetime(0xFFFFFF, 2014) == datetime(2045, 11, 24, 20, 15)
     with pytest.raises(TidOutOfRange):

@@ -1,24 +1,35 @@
-"""The virtual meter: TID memory, credit, management, display and key changes with rollover."""
+"""The virtual meter: TID memory, credit, management, display and key changes with rollover;
+the same-key rollover refusal, the 3-token key change set and the replay property (issue 13)."""
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 from decimal import Decimal
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from tokens.sts import (
     KEY_REVISION_DISPLAY_CONTROL,
     BaseDate,
+    KeyChangeRequest,
     RejectReason,
+    SameKeyRollover,
+    StsError,
+    TokenKind,
     VirtualMeter,
+    build_tokens,
+    check_rollover_key_revision,
     credit_token,
+    decode_token,
     derive_decoder_key,
     key_change_tokens,
     management_token,
     meter_test_token,
 )
+from tokens.sts._sta import StaCipher, tables_by_name
 
 PAN = "600727000000000009"
 OLD = derive_decoder_key(
@@ -218,3 +229,200 @@ def test_after_rollover_old_key_tokens_fail_and_2014_tokens_work(
         assert m.enter(token).reason is RejectReason.CRC_MISMATCH
     for tid in new_tids:  # 2014-based TIDs, far below every 1993-era TID
         assert m.enter(credit_token(ea="07", decoder_key=new, tid=tid, amount_field=10)).accepted
+
+
+# --- issue 13: same-key rollover, the 3-token set, extended tokens ------------------------------
+
+
+def test_same_key_rollover_is_refused_by_every_builder() -> None:
+    same = {"ea": "07", "old_key": OLD, "new_key": OLD, "new_krn": 2, "new_kt": 2, "new_ti": 1, "rollover": True}
+    with pytest.raises(SameKeyRollover, match="same decoder key"):
+        key_change_tokens(**same)
+    with pytest.raises(SameKeyRollover):
+        key_change_tokens(**same, new_sgc="654321")  # the 3-token set as well
+    with pytest.raises(SameKeyRollover):
+        build_tokens([KeyChangeRequest("07", OLD, OLD, 2, 2, 1, True)])
+    assert issubclass(SameKeyRollover, StsError) and issubclass(SameKeyRollover, ValueError)
+    # without RO the meter keeps its TID memory, so re-sending the key is harmless and allowed
+    assert len(key_change_tokens(**(same | {"rollover": False}))) == 2
+
+
+def test_the_same_key_rollover_the_engine_refuses_would_replay_on_a_meter() -> None:
+    """Why the refusal matters: a meter given such a set (built here by hand) accepts a used token."""
+    from tokens.sts._tokens import CLASS_MANAGEMENT, SUB_KCT1, SUB_KCT2, _block, _transpose
+
+    m = meter()
+    used = credit(OLD, TID_1993)
+    assert m.enter(used) and m.enter(used).reason is RejectReason.USED
+    key = int.from_bytes(OLD, "big")
+    cipher = StaCipher(key, tables_by_name("production"))
+    kct1 = _block(CLASS_MANAGEMENT, SUB_KCT1, 0xF << 40 | 2 << 36 | 1 << 35 | 2 << 32 | key >> 32)  # RO = 1
+    kct2 = _block(CLASS_MANAGEMENT, SUB_KCT2, 0xF << 40 | 1 << 32 | key & 0xFFFFFFFF)
+    for block in (kct1, kct2):
+        assert m.enter(_transpose(cipher.encrypt(block), CLASS_MANAGEMENT))
+    assert m.decoder_key == OLD and m.tid_memory == ()
+    assert m.enter(used).accepted  # the replay the engine's refusal prevents
+
+
+@pytest.mark.parametrize(
+    ("changed", "refused"),
+    [({}, True), ({"new_krn": 2}, False), ({"new_vending_key": b"\x02" * 8}, False), ({"new_base_date": 2014}, False)],
+)
+def test_rollover_key_revision_must_move(changed: dict, refused: bool) -> None:
+    revision = {
+        "old_krn": 1, "new_krn": 1, "old_vending_key": b"\x01" * 8, "new_vending_key": b"\x01" * 8,
+        "old_base_date": 1993, "new_base_date": 1993,
+    }  # fmt: skip
+    if refused:
+        with pytest.raises(SameKeyRollover, match="key revision 1"):
+            check_rollover_key_revision(**(revision | changed))
+    else:
+        assert check_rollover_key_revision(**(revision | changed)) is None
+
+
+NEW_SGC = "654321"
+NEW_SGC_KEY = derive_decoder_key(
+    dkga="02", vending_key=bytes.fromhex("ABABABABABABABAB"), pan=PAN, sgc=NEW_SGC, ti=1, krn=2, kt=2
+)
+
+
+def three_token_set(*, rollover: bool = True) -> list[str]:
+    return key_change_tokens(
+        ea="07", old_key=OLD, new_key=NEW_SGC_KEY, new_krn=2, new_kt=2, new_ti=1, rollover=rollover, new_sgc=NEW_SGC
+    )
+
+
+def test_three_token_set_encode_decode_meter_round_trip() -> None:
+    tokens = three_token_set()
+    assert len(tokens) == 3
+    kct1, kct2, kct3 = (decode_token(t, ea="07", decoder_key=OLD) for t in tokens)
+    assert [d.kind for d in (kct1, kct2, kct3)] == [TokenKind.KCT1, TokenKind.KCT2, TokenKind.KCT3]
+    assert (kct1.subclass, kct2.subclass, kct3.subclass) == (3, 4, 8)
+    assert (kct1.res, kct1.ro, kct1.krn, kct2.ti) == (1, 1, 2, 1)  # RES/3KCT announces the third token
+    assert (kct1.nkho << 32 | kct2.nklo).to_bytes(8, "big") == NEW_SGC_KEY
+    assert kct3.new_sgc == int(NEW_SGC) and kct3.block >> 16 & 0xFFFFF == 0  # SGC, then 20 zero bits
+    m = VirtualMeter(decoder_key=OLD, sgc="123456")
+    results = [m.enter(t) for t in tokens]
+    assert [(r.accepted, r.key_change_pending, r.key_changed) for r in results] == [
+        (True, True, False),
+        (True, True, False),
+        (True, False, True),
+    ]
+    assert (m.decoder_key, m.sgc, m.krn, m.base_date) == (NEW_SGC_KEY, NEW_SGC, 2, BaseDate.BD_2014)
+    assert m.enter(credit(NEW_SGC_KEY, TID_2014)).accepted
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_meter_keeps_the_old_key_until_all_three_tokens_are_in(order: tuple[int, ...]) -> None:
+    tokens = three_token_set()
+    m = VirtualMeter(decoder_key=OLD, sgc="123456")
+    for step, index in enumerate(order[:2]):
+        assert m.enter(tokens[index]).key_change_pending
+        assert (m.decoder_key, m.sgc, m.krn) == (OLD, "123456", 1)
+        # the meter still works on its old key, and a new-key token is still refused
+        assert m.enter(credit(OLD, TID_1993 + step)).accepted
+        assert m.enter(credit(NEW_SGC_KEY, TID_2014)).reason is RejectReason.CRC_MISMATCH
+    assert m.enter(tokens[order[2]]).key_changed
+    assert (m.decoder_key, m.sgc, m.krn) == (NEW_SGC_KEY, NEW_SGC, 2)
+
+
+def test_a_held_third_token_does_not_hijack_a_two_token_set() -> None:
+    m = VirtualMeter(decoder_key=OLD, sgc="123456")
+    assert m.enter(three_token_set()[2]).key_change_pending  # a stray KCT3 is held...
+    pair = key_change_tokens(ea="07", old_key=OLD, new_key=NEW, new_krn=2, new_kt=2, new_ti=1, rollover=True)
+    assert [m.enter(t).key_changed for t in pair] == [False, True]  # ...but RES = 0 says it is no part
+    assert (m.decoder_key, m.sgc, m.key_change_pending) == (NEW, "123456", False)
+
+
+def test_extended_token_set_tokens_are_recognised_but_not_acted_on() -> None:
+    from tokens.sts._tokens import _block, _transpose
+
+    m = meter()
+    cipher = StaCipher(int.from_bytes(OLD, "big"), tables_by_name("production"))
+    class2 = _transpose(cipher.encrypt(_block(2, 10, 5 << 40 | TID_1993 << 16 | 0xFC00)), 2)
+    class1 = _transpose(_block(1, 2, 0xFC0 << 32), 1)
+    for token in (class2, class1):
+        result = m.enter(token)
+        assert (result.accepted, result.reason) == (False, RejectReason.UNSUPPORTED)
+        assert result.token is not None and result.token.kind is TokenKind.EXTENDED
+    assert m.tid_memory == ()  # not acted on: its TID is not spent
+    assert m.enter(credit(OLD, TID_1993)).accepted
+
+
+# --- the replay property ----------------------------------------------------------------------
+
+#: decoder keys the vending side moves a meter through: distinct, and never one it held before
+FRESH_KEYS = [hashlib.sha256(b"fresh key %d" % n).digest()[:8] for n in range(40)]
+
+operations = st.one_of(
+    st.tuples(st.just("credit"), st.integers(0, 40), st.integers(0, 0xFFFFFF).filter(lambda t: t % 1440 != 1)),
+    st.tuples(st.just("rekey"), st.integers(0, 40), st.booleans(), st.booleans()),
+    st.tuples(st.just("same_key_rollover"), st.integers(0, 40), st.booleans()),
+    st.tuples(st.just("enter_credit"), st.integers(0, 1000)),
+    st.tuples(st.just("enter_set"), st.integers(0, 1000), st.booleans()),
+    st.tuples(st.just("enter_code"), st.integers(0, 1000), st.integers(0, 3)),
+)
+
+
+@settings(derandomize=True, max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(operations, max_size=30))
+# the shortest replays a same-key rollover would open: use a token, rollover to the same key, replay
+@example([("credit", 0, 5), ("enter_credit", 0), ("same_key_rollover", 0, False), ("enter_set", 0, False),
+          ("enter_credit", 0)])  # fmt: skip
+@example([("credit", 0, 5), ("enter_credit", 0), ("same_key_rollover", 0, True), ("enter_code", 0, 2),
+          ("enter_code", 0, 0), ("enter_code", 0, 1), ("enter_credit", 0)])  # fmt: skip
+def test_no_sequence_of_engine_tokens_makes_a_used_credit_token_acceptable_again(ops: list[tuple]) -> None:
+    """Build tokens with the engine as a vending side would, type them in any order and any
+    number of times, and a credit token the meter accepted is never accepted again.
+
+    The vending side: credit tokens under any key it ever used for the meter (old unsold tokens
+    included), any TID; key change sets (2- or 3-token, with or without RO) from any of those keys
+    to a key never used before (key revisions move forward; returning a meter to a retired key is
+    a key management error the engine cannot see, docs/sts-protocol.md §5.6); and rollover sets
+    from any of those keys to itself, which the engine must refuse - if it ever built one, the
+    replay would show here (the two explicit examples are the shortest such replays).
+    derandomize: an old-key token passes a wrong key's 16-bit CRC once in 65 536 tries; fixed
+    examples keep that chance out of the test.
+    """
+    keys = [OLD]
+    credits: list[str] = []
+    sets: list[list[str]] = []
+    m = VirtualMeter(decoder_key=OLD, sgc="123456", tid_memory_size=4)
+    used: set[str] = set()
+
+    def key_change(old: bytes, new: bytes, *, rollover: bool, sgc: str | None) -> list[str]:
+        return key_change_tokens(
+            ea="07", old_key=old, new_key=new, new_krn=2, new_kt=2, new_ti=1, rollover=rollover, new_sgc=sgc
+        )
+
+    def enter(token: str) -> None:
+        result = m.enter(token)
+        if result.accepted and result.credit_added is not None:
+            assert token not in used, f"used credit token accepted again: {result}"
+            used.add(token)
+
+    for op in ops:
+        if op[0] == "credit":
+            key = keys[op[1] % len(keys)]
+            credits.append(credit_token(ea="07", decoder_key=key, tid=op[2], amount_field=5, rnd=op[2] % 16))
+        elif op[0] == "rekey" and len(keys) < len(FRESH_KEYS):
+            new = FRESH_KEYS[len(keys)]
+            sets.append(
+                key_change(keys[op[1] % len(keys)], new, rollover=op[2], sgc=f"{len(keys):06d}" if op[3] else None)
+            )
+            keys.append(new)
+        elif op[0] == "same_key_rollover":
+            key = keys[op[1] % len(keys)]
+            try:
+                sets.append(key_change(key, key, rollover=True, sgc="999999" if op[2] else None))
+            except SameKeyRollover:
+                pass
+        elif op[0] == "enter_credit" and credits:
+            enter(credits[op[1] % len(credits)])
+        elif op[0] == "enter_set" and sets:
+            chosen = sets[op[1] % len(sets)]
+            for token in reversed(chosen) if op[2] else chosen:
+                enter(token)
+        elif op[0] == "enter_code" and sets:
+            chosen = sets[op[1] % len(sets)]
+            enter(chosen[op[2] % len(chosen)])

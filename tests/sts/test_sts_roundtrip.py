@@ -93,23 +93,26 @@ def test_class1_round_trip(subclass: int, control: int, mfr: int) -> None:
     st.integers(0, 99),
     st.integers(0, 255),
     st.booleans(),
-    st.integers(0, 999_999),
+    st.one_of(st.none(), st.integers(0, 999_999)),
 )
 def test_key_change_round_trip(
-    ek: tuple[str, bytes], data: st.DataObject, krn: int, kt: int, ti: int, ken: int, ro: bool, sgc: int
+    ek: tuple[str, bytes], data: st.DataObject, krn: int, kt: int, ti: int, ken: int, ro: bool, sgc: int | None
 ) -> None:
     ea, old = ek
-    new = data.draw(st.binary(min_size=len(old), max_size=len(old)))
-    new_sgc = f"{sgc:06d}" if ea == "11" else None
+    new = data.draw(st.binary(min_size=len(old), max_size=len(old)).filter(lambda k: not (ro and k == old)))
+    if ea == "11" and sgc is None:
+        sgc = 123457  # EA11 sets always carry the SGC
+    new_sgc = None if sgc is None else f"{sgc:06d}"
     tokens = key_change_tokens(
         ea=ea, old_key=old, new_key=new, new_krn=krn, new_kt=kt, new_ti=ti, new_ken=ken, rollover=ro, new_sgc=new_sgc
     )
-    assert len(tokens) == (4 if ea == "11" else 2)
+    assert len(tokens) == (4 if ea == "11" else 2 if sgc is None else 3)
     decoded = [decode_token(t, ea=ea, decoder_key=old) for t in tokens]
     kinds = [d.kind for d in decoded]
     assert kinds == [TokenKind.KCT1, TokenKind.KCT2, TokenKind.KCT3, TokenKind.KCT4][: len(tokens)]
     kct1, kct2 = decoded[0], decoded[1]
-    assert (kct1.krn, kct1.kt, kct1.ro, kct1.res, kct2.ti) == (krn, kt, int(ro), 0, ti)
+    three_token_set = len(tokens) == 3
+    assert (kct1.krn, kct1.kt, kct1.ro, kct1.res, kct2.ti) == (krn, kt, int(ro), int(three_token_set), ti)
     assert kct1.kenho << 4 | kct2.kenlo == ken
     key = int.from_bytes(new, "big")
     if ea == "11":
@@ -118,7 +121,9 @@ def test_key_change_round_trip(
         assert kct4.sgc_part << 12 | kct3.sgc_part == sgc
     else:
         assert kct1.nkho << 32 | kct2.nklo == key
-    # deterministic: re-sending gives the same strings (reference.md 3.3)
+        if three_token_set:
+            assert (decoded[2].new_sgc, decoded[2].sgc_part, decoded[2].nkmo) == (sgc, None, None)
+    # deterministic: re-sending gives the same strings (docs/sts-protocol.md §4.4)
     assert tokens == key_change_tokens(
         ea=ea, old_key=old, new_key=new, new_krn=krn, new_kt=kt, new_ti=ti, new_ken=ken, rollover=ro, new_sgc=new_sgc
     )
@@ -168,6 +173,7 @@ def test_build_tokens_equals_single_token_functions() -> None:
     for i in range(0, len(keys), 2):
         old, new = keys[i], keys[i + 1]
         token_requests.append(KeyChangeRequest("07", old, new, 2, 2, 1, True))
+        token_requests.append(KeyChangeRequest("07", old, new, 2, 2, 1, True, new_sgc="654321"))  # 3 tokens
         token_requests.append(CreditRequest("07", new, 5_800_000 + i, units=Decimal("12.5"), rnd=i % 16))
         token_requests.append(ManagementRequest("07", new, 5, 5_800_001 + i, 0, rnd=3))
     token_requests.append(CreditRequest("11", bytes(range(16)), 5_800_000, amount_field=7, rnd=1))

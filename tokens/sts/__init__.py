@@ -1,7 +1,8 @@
 """Pure-Python STS (IEC 62055-41) token engine: the public facade.
 
-Nothing here imports Django; only the standard library and pycryptodome. See docs/sts.md for
-the protocol notes, which vectors verify what, and the open questions.
+Nothing here imports Django; only the standard library and pycryptodome. The protocol facts the
+engine implements, with their sources, are in docs/sts-protocol.md (cited as "§n" throughout the
+package); docs/sts.md describes the API, which vectors verify what, and the open questions.
 Everything a caller needs is re-exported here; the ``_``-prefixed modules are private.
 
 Typical rollover for one meter (EA07, DKGA02)::
@@ -12,6 +13,9 @@ Typical rollover for one meter (EA07, DKGA02)::
                                       new_kt=2, new_ti=1, rollover=True)
     tid = next_tid(last_tid_under_2014, now, BaseDate.BD_2014)
     credit = credit_token(ea="07", decoder_key=new_dk, tid=tid, units=Decimal("25.5"))
+
+A rollover to the same key is refused (:class:`SameKeyRollover`): RO clears the meter's TID
+memory, so only a new key keeps its used tokens from being accepted again.
 
 For campaigns, :func:`derive_decoder_keys` and :func:`build_tokens` do the same for thousands
 of meters at once (vectorised DES, bitsliced STA), several times faster per meter.
@@ -39,6 +43,7 @@ from ._errors import (
     InvalidParameter,
     InvalidTokenFormat,
     KeyExpired,
+    SameKeyRollover,
     StsError,
     TidOutOfRange,
     UnknownAlgorithm,
@@ -62,6 +67,7 @@ from ._tokens import (
     TokenKind,
     TokenRequest,
     build_tokens,
+    check_rollover_key_revision,
     credit_token,
     decode_token,
     format_token,
@@ -88,6 +94,7 @@ __all__ = [
     "KeyExpired",
     "ManagementRequest",
     "RejectReason",
+    "SameKeyRollover",
     "StsError",
     "TokenKind",
     "TokenRequest",
@@ -95,6 +102,7 @@ __all__ = [
     "UnknownAlgorithm",
     "VirtualMeter",
     "build_tokens",
+    "check_rollover_key_revision",
     "clear_key_caches",
     "credit_token",
     "decode_amount",

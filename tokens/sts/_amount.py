@@ -1,12 +1,13 @@
-"""Amount encoding (reference.md section 5): integers and Decimal only, never float.
+"""Amount encoding (docs/sts-protocol.md §6): integers and Decimal only, never float.
 
 16-bit TransferAmount: ``e(2) | m(14)``, value = m*10**e + sum(2**14 * 10**(n-1), n=1..e).
-Every conversion rounds UP, in the customer's favour (IEC 62055-41 section 6.3.6.2).
+Every conversion rounds in the customer's favour (IEC 62055-41 6.3.6.2): credits and limits up,
+the magnitude of a (negative) currency debit down.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
 
 from ._errors import AmountOutOfRange
 
@@ -22,6 +23,9 @@ __all__ = [
 ]
 
 _MANTISSA_MAX = (1 << 14) - 1
+# Moving the decimal point must never round: the default 28-digit context would, for currency
+# amounts near the top of the 20-bit field (36 digits in 10**-5 units).
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
 def _offset(exponent: int) -> int:
@@ -35,8 +39,9 @@ def _value(exponent: int, mantissa: int) -> int:
 
 #: Largest value a 16-bit TransferAmount can carry (field 0xFFFF), in field units.
 MAX_TRANSFER_VALUE = _value(3, _MANTISSA_MAX)
-#: Currency amounts are counted in 10**-5 of the base currency (reference.md section 5.2).
+#: Currency amounts are counted in 10**-5 of the base currency (docs/sts-protocol.md §6.2).
 CURRENCY_SCALE = 10**5
+_CURRENCY_DECIMALS = 5
 _MAX_CURRENCY_VALUE = _value(31, _MANTISSA_MAX)
 
 
@@ -49,6 +54,17 @@ def _encode(value: int, max_exponent: int) -> tuple[int, int]:
         if value <= offset + mantissa * scale and mantissa <= _MANTISSA_MAX:
             return exponent, mantissa
     raise AmountOutOfRange(f"value {value} is too large for the amount field")
+
+
+def _encode_down(value: int, max_exponent: int) -> tuple[int, int]:
+    """The largest representable value <= ``value``: used for the magnitude of a debit.
+
+    The exponent ranges do not overlap and each ends below the next one's start, so the largest
+    exponent whose range starts at or below ``value`` holds the answer, and its mantissa
+    (rounded down) always fits in 14 bits.
+    """
+    exponent = max(e for e in range(max_exponent + 1) if _offset(e) <= value)
+    return exponent, (value - _offset(exponent)) // 10**exponent
 
 
 def encode_transfer_amount(value: int) -> int:
@@ -83,20 +99,20 @@ def _to_decimal(units: Decimal | int | str) -> Decimal:
     return value
 
 
-def _ceil_scaled(units: Decimal | int | str, scale: int) -> int:
-    value = _to_decimal(units) * scale
-    integral = int(value.to_integral_value(rounding="ROUND_CEILING"))
-    return integral
+def _ceil_scaled(units: Decimal | int | str, decimals: int) -> int:
+    """``ceil(units * 10**decimals)``, exactly."""
+    value = _to_decimal(units).scaleb(decimals, _EXACT)
+    return int(value.to_integral_value(rounding="ROUND_CEILING", context=_EXACT))
 
 
 def encode_amount(units: Decimal | int | str) -> int:
     """Encode an amount in units of 1 (kWh, m3, ...) into the 16-bit field, rounded UP.
 
-    The field counts 0.1 units (reference.md section 5.1): 2000.0 kWh -> 0x416A (= 2000.4 kWh),
+    The field counts 0.1 units (docs/sts-protocol.md §6.1): 2000.0 kWh -> 0x416A (= 2000.4 kWh),
     0.01 kWh -> 0x0001. Raises :class:`AmountOutOfRange` for negative values or values above
     1 820 162.4.
     """
-    value = _ceil_scaled(units, 10)
+    value = _ceil_scaled(units, 1)
     if value < 0:
         raise AmountOutOfRange(f"amount {units} is negative")
     if value > MAX_TRANSFER_VALUE:
@@ -110,16 +126,18 @@ def decode_amount(field: int) -> Decimal:
 
 
 def encode_currency_amount(units: Decimal | int | str) -> int:
-    """Encode a currency amount into the 20-bit value ``s<<19 | e<<14 | m`` (reference.md 5.2).
+    """Encode a currency amount into the 20-bit value ``s<<19 | e<<14 | m`` (docs/sts-protocol.md §6.2).
 
-    Counted in 10**-5 currency units, rounded up; the engine issues only non-negative amounts
-    (the sign bit is decoded but never set: how a negative amount should round is not published).
+    Counted in 10**-5 currency units and always rounded toward +infinity, in the customer's
+    favour: a credit is rounded up (``100`` -> 100.00004), a debit (negative amount, sign bit set)
+    to the smaller debit (``-1`` -> -0.99994, as the STS 531-1-07 Ed. 2.2 currency test expects).
     """
-    value = _ceil_scaled(units, CURRENCY_SCALE)
-    if value < 0:
-        raise AmountOutOfRange(f"currency amount {units} is negative")
-    if value > _MAX_CURRENCY_VALUE:
+    value = _ceil_scaled(units, _CURRENCY_DECIMALS)  # ceiling of a negative amount: the smaller debit
+    if abs(value) > _MAX_CURRENCY_VALUE:
         raise AmountOutOfRange(f"currency amount {units} is too large")
+    if value < 0:
+        exponent, mantissa = _encode_down(-value, 31)
+        return 1 << 19 | exponent << 14 | mantissa
     exponent, mantissa = _encode(value, 31)
     return exponent << 14 | mantissa
 
@@ -130,4 +148,4 @@ def decode_currency_amount(field20: int) -> Decimal:
         raise AmountOutOfRange(f"currency field must be 20 bits, got {field20!r}")
     magnitude = _value((field20 >> 14) & 0x1F, field20 & _MANTISSA_MAX)
     sign = -1 if field20 >> 19 else 1
-    return Decimal(sign * magnitude).scaleb(-5)
+    return Decimal(sign * magnitude).scaleb(-_CURRENCY_DECIMALS, _EXACT)

@@ -1,4 +1,4 @@
-"""Encryption algorithm (EA) codes and block cipher objects (reference.md section 6).
+"""Encryption algorithm (EA) codes and block cipher objects (docs/sts-protocol.md §7).
 
 EA07 = STA (64-bit key), EA09 = DEA/DES (64-bit key, deprecated, no public vectors),
 EA11 = MISTY1 (128-bit key). Blocks are 64-bit ints; keys are big-endian bytes.
@@ -61,7 +61,7 @@ def check_key(ea: str, key: bytes, what: str = "decoder key") -> bytes:
 
 
 class _DesCipher:
-    """EA09: single DES ECB of the block under the decoder key (reference.md section 6.2)."""
+    """EA09: single DES ECB of the block under the decoder key (§7.2)."""
 
     __slots__ = ("_des",)
 

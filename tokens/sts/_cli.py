@@ -1,7 +1,9 @@
-"""``python -m tokens.sts``: the command-line contract of issue 3.
+"""``python -m tokens.sts``: the command-line contract of issues 3 and 13.
 
-Subcommands ``dk``, ``credit``, ``mgmt``, ``kct`` and ``decode``. Keys are big-endian hex, results
-go to stdout, errors to stderr with exit status 2 (argparse usage errors also exit with 2).
+Subcommands ``dk``, ``credit``, ``mgmt``, ``kct`` and ``decode``. ``kct --ea 07 ... --sgc SGC``
+prints the 3-token set (SGC change); ``credit --subclass 4 --units -1`` a currency debit. Keys
+are big-endian hex, results go to stdout, errors to stderr with exit status 2 (argparse usage
+errors also exit with 2).
 """
 
 from __future__ import annotations
@@ -66,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     credit.add_argument("--rnd", type=int, default=None, help="0..15 (random if omitted)")
     amount = credit.add_mutually_exclusive_group(required=True)
     amount.add_argument("--amount-field", type=int, help="raw amount field")
-    amount.add_argument("--units", help="amount in kWh (or m3, ...; currency units for subclasses 4..7)")
+    amount.add_argument(
+        "--units", help="amount in kWh (or m3, ...); for subclasses 4..7 currency units, negative for a debit"
+    )
     credit.add_argument("--ken", type=int, default=255)
     credit.add_argument("--tables", choices=("production", "sample"), default="production")
 
@@ -89,7 +93,11 @@ def _parser() -> argparse.ArgumentParser:
     kct.add_argument("--kt", required=True, type=int, help="new KT")
     kct.add_argument("--ti", required=True, help="new TI, 2 digits")
     kct.add_argument("--ro", required=True, choices=("0", "1"), help="rollover bit")
-    kct.add_argument("--sgc", default=None, help="new SGC (needed for the 4-token EA11 set)")
+    kct.add_argument(
+        "--sgc",
+        default=None,
+        help="new SGC: required for EA11 (4 tokens); for EA07/EA09 it makes the 3-token set (SGC change)",
+    )
     kct.add_argument("--tables", choices=("production", "sample"), default="production")
 
     decode = sub.add_parser("decode", help="decode a token to JSON")
@@ -102,6 +110,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _UNITS_PLACEHOLDER = "\x00units\x00"
+
+
+def _add_tid(out: dict[str, object], decoded: DecodedToken, base_date: str | None) -> None:
+    out["tid"] = decoded.tid
+    if base_date is not None:
+        dt = decoded.tid_datetime(int(base_date))
+        out["tid_datetime"] = None if dt is None else dt.isoformat(timespec="minutes")
 
 
 def _decoded_json(decoded: DecodedToken, base_date: str | None) -> str:
@@ -117,10 +132,7 @@ def _decoded_json(decoded: DecodedToken, base_date: str | None) -> str:
             out["se"] = decoded.se
         else:
             out["rnd"] = decoded.rnd
-        out["tid"] = decoded.tid
-        if base_date is not None:
-            dt = decoded.tid_datetime(int(base_date))
-            out["tid_datetime"] = None if dt is None else dt.isoformat(timespec="minutes")
+        _add_tid(out, decoded, base_date)
         if kind is TokenKind.MANAGEMENT:
             out["value"] = decoded.value
         else:
@@ -134,8 +146,15 @@ def _decoded_json(decoded: DecodedToken, base_date: str | None) -> str:
         )  # fmt: skip
     elif kind is TokenKind.KCT2:
         out.update(kenlo=decoded.kenlo, ti=decoded.ti, nklo=f"{decoded.nklo:08X}")
+    elif kind is TokenKind.KCT3 and decoded.new_sgc is not None:  # 3rd token of a 64-bit-key set
+        out["new_sgc"] = f"{decoded.new_sgc:06d}"
     elif kind in (TokenKind.KCT3, TokenKind.KCT4):
         out.update(sgc_part=decoded.sgc_part, nkmo=f"{decoded.nkmo:08X}")
+    elif kind is TokenKind.EXTENDED:  # the payload layout (STS 202-5) is not public: raw bits
+        if decoded.tid is not None:
+            out["rnd"] = decoded.rnd
+            _add_tid(out, decoded, base_date)
+        out["data"] = f"{decoded.data:011X}"
     else:  # class 1: control as zero-padded hex like vectors.json (36 or 28 bits), mfr as int
         assert decoded.control is not None
         width = 9 if decoded.subclass == 0 else 7

@@ -1,4 +1,4 @@
-"""CRC-16/MODBUS as STS uses it (reference.md section 2.4).
+"""CRC-16/MODBUS as STS uses it (docs/sts-protocol.md §3.4).
 
 Polynomial 0x8005 reflected (0xA001), init 0xFFFF, no final XOR, over the 50 bits
 Class|SubClass|Data left-padded to 7 bytes big-endian; currency tokens (CRC_C) append 0x01.

@@ -1,6 +1,6 @@
-"""Decoder key generation: DKGA02 and DKGA04 (reference.md section 7).
+"""Decoder key generation: DKGA02 and DKGA04 (docs/sts-protocol.md §8).
 
-DKGA01 and DKGA03 are legacy and the public sources disagree on them (section 7.4): not implemented.
+DKGA01 and DKGA03 are legacy and the public sources disagree on them (§8.4): not implemented.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def check_ti(ti: int | str) -> int:
 
 
 def check_krn(krn: int) -> int:
-    """Key revision number: one digit 1..9 (reference.md section 1)."""
+    """Key revision number: one digit 1..9 (§2)."""
     if not isinstance(krn, int) or isinstance(krn, bool) or not 1 <= krn <= 9:
         raise InvalidParameter(f"KRN must be 1..9, got {krn!r}")
     return krn
@@ -98,9 +98,9 @@ _TI_BCD = tuple(int(f"{ti:02d}", 16) for ti in range(100))
 
 
 def _dkga02_x(pan: str, sgc: str, ti: int, krn: int, kt: int) -> int:
-    """X = PANBlock xor CONTROLBlock (reference.md 7.1); DKGA02 then encrypts X under the VK."""
+    """X = PANBlock xor CONTROLBlock (§8.1); DKGA02 then encrypts X under the VK."""
     # PANBlock: PAN digits 1..16 as hex nibbles; for KT 3 (common key) the DRN digits are zeros
-    # (reference.md 7.1, two sources agree, no vector: U).
+    # (§8.1, two sources agree, no vector: U).
     pan_digits = pan[1:17]
     if kt == 3:
         iin_len = 5 if pan.startswith(IIN_11_DIGIT) else 3
@@ -117,7 +117,7 @@ def _lv(text: str) -> bytes:
 
 
 def _dkga04(vending_key: bytes, pan: str, sgc: str, ti: int, krn: int, kt: int, base_code: str, ea: str) -> bytes:
-    # One HMAC-SHA-256 over Label(4 items) 0x00 Context(4 items) L (reference.md 7.3); the item
+    # One HMAC-SHA-256 over Label(4 items) 0x00 Context(4 items) L (§8.3); the item
     # counts 0x04 are what makes the STS531 vectors reproduce.
     bits = 128 if ea == EA11 else 64
     message = b"".join(
@@ -190,9 +190,9 @@ def derive_decoder_key(
 ) -> bytes:
     """Derive a meter's decoder key (big-endian bytes).
 
-    * DKGA02 (reference.md 7.2): ``DES_VK(PANBlock ^ CONTROLBlock) ^ (PANBlock ^ CONTROLBlock) ^ VK``;
+    * DKGA02 (§8.2): ``DES_VK(PANBlock ^ CONTROLBlock) ^ (PANBlock ^ CONTROLBlock) ^ VK``;
       VK must be 8 bytes; produces a 64-bit key for EA07 or EA09. ``base_date`` is not an input.
-    * DKGA04 (reference.md 7.3): HMAC-SHA-256 KDF; 8 bytes for EA07, 16 bytes for EA11; the base
+    * DKGA04 (§8.3): HMAC-SHA-256 KDF; 8 bytes for EA07, 16 bytes for EA11; the base
       date is an input. EA09 is refused with DKGA04 (no source describes that combination).
 
     ``pan`` is the 18-digit PAN (see :func:`pan_from_meter_number`), ``sgc`` 6 digits, ``ti`` 0..99,
@@ -203,7 +203,7 @@ def derive_decoder_key(
         return prepared  # type: ignore[return-value]
     x: int = prepared  # type: ignore[assignment]
     des_x = int.from_bytes(_des_for_vending_key(vk).encrypt(x.to_bytes(8, "big")), "big")
-    # DK = DES_VK(X) xor X xor VK (reference.md 7.2)
+    # DK = DES_VK(X) xor X xor VK (§8.2)
     return (des_x ^ x ^ int.from_bytes(vk, "big")).to_bytes(8, "big")
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "InvalidParameter",
     "InvalidTokenFormat",
     "KeyExpired",
+    "SameKeyRollover",
     "StsError",
     "TidOutOfRange",
     "UnknownAlgorithm",
@@ -55,8 +56,18 @@ class TidOutOfRange(StsError):
 
 
 class KeyExpired(StsError):
-    """The TID is past the key expiry number: ``(TID >> 16) > KEN`` (reference.md section 4)."""
+    """The TID is past the key expiry number: ``(TID >> 16) > KEN`` (docs/sts-protocol.md §5.4)."""
 
 
 class InvalidParameter(StsError):
     """Any other token field out of range (RND, subclass, KRN, KT, TI, SGC, KEN, ...)."""
+
+
+class SameKeyRollover(StsError):
+    """A rollover (RO = 1) key change that would leave the meter on the key it already has.
+
+    RO makes the meter forget every TID it has seen; only the change of key stops the tokens it
+    already accepted from being accepted again. A rollover set whose new key is the old key (or
+    whose key revision, vending key and base date are all unchanged) would reopen exactly that
+    replay, so it is refused (docs/sts-protocol.md §5.6).
+    """

@@ -1,6 +1,6 @@
 """Identifiers: Luhn, meter numbers (DRN), PAN, base dates and TIDs.
 
-reference.md section 1 (identifiers) and section 4 (TID).
+docs/sts-protocol.md §2 (identifiers) and §5 (TID).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ __all__ = [
     "validate_pan",
 ]
 
-#: IIN used with 11-digit meter numbers (all KPLC meters), reference.md section 1.
+#: IIN used with 11-digit meter numbers (all KPLC meters), §2.
 IIN_11_DIGIT = "600727"
 #: IIN used with 13-digit meter numbers (4-digit manufacturer codes).
 IIN_13_DIGIT = "0000"
@@ -48,7 +48,7 @@ def luhn_check_digit(digits: str) -> int:
     """Return the Luhn check digit to append to ``digits``.
 
     Doubling starts with the rightmost digit of ``digits`` (the check digit goes to its right),
-    reference.md section 1: ``1234567890 -> 3``.
+    §2: ``1234567890 -> 3``.
     """
     if not isinstance(digits, str) or not digits or not digits.isascii() or not digits.isdigit():
         raise InvalidMeterNumber(f"Luhn input must be decimal digits, got {digits!r}")
@@ -68,7 +68,7 @@ def _clean(number: str) -> str:
 def validate_meter_number(number: str) -> str:
     """Return the meter number (DRN) without separators, or raise :class:`InvalidMeterNumber`.
 
-    Valid forms (reference.md section 1): 11 digits (2-digit manufacturer code, 8-digit serial,
+    Valid forms (§2): 11 digits (2-digit manufacturer code, 8-digit serial,
     Luhn digit; used with IIN 600727) or 13 digits (4-digit manufacturer code; used with IIN 0000).
     Spaces and hyphens are ignored.
     """
@@ -95,7 +95,7 @@ def is_valid_meter_number(number: str) -> bool:
 def pan_from_meter_number(number: str) -> str:
     """Return the 18-digit meter PAN: IIN + DRN + Luhn digit over the preceding 17 digits.
 
-    IIN 600727 for 11-digit meter numbers, 0000 for 13-digit ones (reference.md section 1):
+    IIN 600727 for 11-digit meter numbers, 0000 for 13-digit ones (§2):
     ``47500150231 -> 600727475001502312``.
     """
     drn = validate_meter_number(number)
@@ -124,7 +124,7 @@ def validate_pan(pan: str) -> str:
 
 
 class BaseDate(enum.IntEnum):
-    """The three STS base dates (reference.md section 1, BDT). The value is the year."""
+    """The three STS base dates (§2, §5.5). The value is the year."""
 
     BD_1993 = 1993
     BD_2014 = 2014
@@ -166,9 +166,9 @@ def normalise_base_date(base_date: int | str | BaseDate) -> BaseDate:
 
 
 def tid_from_datetime(dt: datetime, base_date: int) -> int:
-    """Minutes (seconds truncated) from the base date to ``dt`` (reference.md section 4).
+    """Minutes (seconds truncated) from the base date to ``dt`` (§5.1).
 
-    The TID clock's time zone is not standardised (reference.md section 4, "U"). The engine uses
+    The TID clock's time zone is not standardised (§5.1, "U"). The engine uses
     ``dt``'s wall-clock fields as given: an aware datetime is NOT converted, so pass it already in
     the zone the vending system uses. Raises :class:`TidOutOfRange` before the base date or past
     24 bits. The reserved minute is not skipped here; :func:`next_tid` does that.
@@ -196,8 +196,8 @@ def check_ken(ken: int) -> int:
 def check_tid(tid: int, ken: int = 255) -> int:
     """Validate a TID for a new token: 24 bits, not the reserved minute, not past the KEN.
 
-    Reserved minute: TID % 1440 == 1 (00:01) is never issued (reference.md section 4, CTSA09).
-    KEN: the key is expired for TIDs with (TID >> 16) > KEN (reference.md section 4).
+    Reserved minute: TID % 1440 == 1 (00:01) is never issued (§5.2, CTSA09).
+    KEN: the key is expired for TIDs with (TID >> 16) > KEN (§5.4).
     """
     if not isinstance(tid, int) or isinstance(tid, bool) or not 0 <= tid <= TID_MAX:
         raise TidOutOfRange(f"TID must be an integer in 0..{TID_MAX}, got {tid!r}")

@@ -1,4 +1,4 @@
-"""EA11: MISTY1 (RFC 2994), reference.md section 6.3.
+"""EA11: MISTY1 (RFC 2994), docs/sts-protocol.md §7.3.
 
 Block and key are big-endian: block bytes 0..7 are bits 63..0, the 128-bit key is the DKGA04 output
 bytes 0..15. Gated on the two RFC 2994 test vectors (tests/sts/vectors.json, kind "misty1").
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __all__ = ["Misty1Cipher"]
 
-# S-boxes, RFC 2994 (reference.md Appendix A), row-major.
+# S-boxes S7 and S9 of RFC 2994 (§7.3), row-major.
 _S7 = (
     27, 50, 51, 90, 59, 16, 23, 84, 91, 26, 114, 115, 107, 44, 102, 73,
     31, 36, 19, 108, 55, 46, 63, 74, 93, 15, 64, 86, 37, 81, 28, 4,

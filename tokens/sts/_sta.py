@@ -1,8 +1,8 @@
-"""EA07: the STS Standard Transfer Algorithm (STA), reference.md section 6.1.
+"""EA07: the STS Standard Transfer Algorithm (STA), docs/sts-protocol.md §7.1.
 
 Two implementations live here:
 
-* ``reference_encrypt`` / ``reference_decrypt``: a literal, bit-by-bit transcription of section 6.1,
+* ``reference_encrypt`` / ``reference_decrypt``: a literal, bit-by-bit transcription of §7.1,
   kept as the test oracle (about 100 us per block).
 * :class:`StaCipher`: the table-driven implementation the engine uses (about 6 us per block).
 
@@ -15,7 +15,7 @@ for every (round, byte). The state stays a plain 64-bit block, whose bytes come 
 ``int.to_bytes`` as small cached ints: no shifting or masking per round, no spread/compact
 conversion, no allocation except the round result. The schedule is built from the key bytes by
 eight lookups in precomputed "gather" tables (which key bit drives which nibble in which round,
-complement and rotation of reference.md 6.1 included): about 0.6 us per key.
+complement and rotation of §7.1 included): about 0.6 us per key.
 
 Decryption (the meter side and ``decode_token``) keeps the earlier "spread" design: the state
 is an 80-bit word where nibble ``i`` occupies bits ``5i..5i+3`` and bit ``5i+4`` is a free slot
@@ -81,7 +81,7 @@ class StaTables:
         return _invert(self.perm)
 
 
-# Production tables, reference.md section 6.1 (NectarAPI "Real table", meter firmware HX* tables).
+# Production tables, §7.1 (NectarAPI "Real table", meter firmware HX* tables).
 PRODUCTION = StaTables(
     name="production",
     sub1=(14, 10, 7, 9, 12, 3, 2, 5, 13, 0, 15, 1, 4, 8, 6, 11),
@@ -95,7 +95,7 @@ PRODUCTION = StaTables(
 )  # fmt: skip
 
 # Sample tables printed in IEC 62055-41 for the worked example only; no real meter uses them
-# (reference.md section 6.1, "Sample tables").
+# (§7.1, the sample tables).
 SAMPLE = StaTables(
     name="sample",
     sub1=(12, 10, 8, 4, 3, 15, 0, 2, 14, 1, 5, 13, 6, 9, 7, 11),
@@ -213,7 +213,7 @@ def _gather_tables() -> list[list[int]]:
     """Schedule tables: ``G[p][v]`` for key byte ``p`` (big-endian) holding ``v``.
 
     Round r uses SUB2 for nibble i when bit 4i+3 of ROTL(K', r) is set, K' = ROTR(~DK, 12)
-    (reference.md 6.1), i.e. when bit (4i + 15 - r) mod 64 of DK is CLEAR. ``G[p][v]`` sets bit
+    (§7.1), i.e. when bit (4i + 15 - r) mod 64 of DK is CLEAR. ``G[p][v]`` sets bit
     16r + i of a 256-bit word for every such (r, i) whose key bit lies in byte p and is clear in
     ``v``; the OR over the 8 key bytes is the whole schedule, round r in bits 16r..16r+15.
     """

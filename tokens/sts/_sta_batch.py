@@ -6,7 +6,7 @@ per-token path (:class:`tokens.sts._sta.StaCipher`) costs ~6 us per block; this 
 Bitslicing: for N blocks, ``plane[j]`` is an N-bit integer whose bit b is bit j of block b.
 Python's big-int AND/XOR then process all N blocks in one operation each:
 
-* the permutation (reference.md 6.1 step b) is free: it only renames planes;
+* the permutation (docs/sts-protocol.md §7.1, step 2) is free: it only renames planes;
 * each S-box is evaluated as Boolean algebra from its algebraic normal form (ANF), computed from
   the tables at import time; SUB1 or SUB2 is chosen per block with the key plane as a mask:
   ``out = SUB1(a) ^ (sel & (SUB1 ^ SUB2)(a))``;
@@ -167,7 +167,7 @@ def encrypt_many(blocks: Sequence[int], keys: Sequence[int], tables: StaTables =
         return []
     matrices = -(-count // 64)
     state = _words_to_planes(blocks, matrices)
-    # K' = ROTR(~DK, 12) per block (reference.md 6.1 step 1)
+    # K' = ROTR(~DK, 12) per block (§7.1, step 1)
     aligned = [((~k & _MASK64) >> 12 | (~k & 0xFFF) << 52) for k in keys]
     key_planes = _words_to_planes(aligned, matrices)
     ones = (1 << (64 * matrices)) - 1

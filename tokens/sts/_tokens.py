@@ -1,6 +1,6 @@
-"""Building and decoding 20-digit tokens (reference.md sections 2 and 3).
+"""Building and decoding 20-digit tokens (docs/sts-protocol.md §3 and §4).
 
-Pipeline (section 10): fields -> 50-bit Class|SubClass|Data -> CRC (7 bytes, byte-swapped) ->
+Pipeline (§3.6): fields -> 50-bit Class|SubClass|Data -> CRC (7 bytes, byte-swapped) ->
 64-bit block SubClass|Data|CRC -> encrypt (class 0 and 2 only) -> class-bit transposition ->
 decimal, zero-padded to 20 digits. Decoding runs it backwards and checks the CRC.
 """
@@ -32,6 +32,7 @@ from ._errors import (
     InvalidKey,
     InvalidParameter,
     InvalidTokenFormat,
+    SameKeyRollover,
     UnknownAlgorithm,
 )
 from ._ident import check_ken, check_tid, tid_to_datetime
@@ -48,6 +49,7 @@ __all__ = [
     "ManagementRequest",
     "TokenRequest",
     "build_tokens",
+    "check_rollover_key_revision",
     "DecodedToken",
     "TokenKind",
     "credit_token",
@@ -63,7 +65,7 @@ CLASS_TRANSFER = 0
 CLASS_TEST = 1
 CLASS_MANAGEMENT = 2
 
-# class 2 subclasses (reference.md 3.3)
+# class 2 subclasses (docs/sts-protocol.md §4.3, §4.4, §4.5)
 SUB_SET_MAX_POWER = 0
 SUB_CLEAR_CREDIT = 1
 SUB_SET_TARIFF_RATE = 2
@@ -74,12 +76,15 @@ SUB_SET_PHASE_UNBALANCE = 6
 SUB_SET_WATER_FACTOR = 7
 SUB_KCT3 = 8
 SUB_KCT4 = 9
+SUB_EXTENDED_TOKEN_SET = 10  # STS 202-5; class 1 subclass 2 is its "extended read" companion
+#: class 1 subclass of the extended token set (docs/sts-protocol.md §4.5)
+SUB_EXTENDED_READ = 2
 #: class 2 subclasses that carry RND|TID|16-bit value
 MANAGEMENT_SUBCLASSES = frozenset({0, 1, 2, 5, 6, 7})
 _KCT_SUBCLASSES = {SUB_KCT1: 1, SUB_KCT2: 2, SUB_KCT3: 3, SUB_KCT4: 4}
 
 #: class 1 subclass 0 control value that makes a meter display its key revision number: the
-#: Eskom test token 1844 6744 0738 4377 2416 (reference.md 3.2).
+#: Eskom test token 1844 6744 0738 4377 2416 (docs/sts-protocol.md §4.2).
 KEY_REVISION_DISPLAY_CONTROL = 0x8
 
 _MAX_TOKEN = 1 << 66
@@ -95,6 +100,7 @@ class TokenKind(enum.StrEnum):
     KCT3 = "kct3"
     KCT4 = "kct4"
     TEST = "test"
+    EXTENDED = "extended"  # STS 202-5 extended token set: recognised, payload not interpreted
 
 
 @dataclass(frozen=True)
@@ -107,10 +113,14 @@ class DecodedToken:
       (the 20-bit value s|e|m), ``units`` (signed Decimal currency amount).
     * management (class 2, sub 0,1,2,5,6,7): ``rnd``, ``tid``, ``value`` (raw 16 bits); for power
       limits (sub 0 and 6) ``units`` is the decoded value in watts.
-    * KCT1 (class 2/3): ``kenho``, ``krn``, ``ro``, ``res``, ``kt``, ``nkho``;
-      KCT2 (class 2/4): ``kenlo``, ``ti``, ``nklo``; KCT3/KCT4 (class 2/8, 2/9): ``sgc_part``
-      (12 bits of the new SGC), ``nkmo`` (key bits 95..64 for KCT3, 63..32 for KCT4).
-    * test (class 1): ``control``, ``mfr``.
+    * KCT1 (class 2/3): ``kenho``, ``krn``, ``ro``, ``res`` (1: a KCT3 follows, 64-bit keys
+      only), ``kt``, ``nkho``; KCT2 (class 2/4): ``kenlo``, ``ti``, ``nklo``.
+    * KCT3/KCT4 of a 128-bit key (class 2/8, 2/9): ``sgc_part`` (12 bits of the new SGC), ``nkmo``
+      (key bits 95..64 for KCT3, 63..32 for KCT4). KCT3 of a 64-bit key (the third token of the
+      EA07/EA09 3-token set, class 2/8): ``new_sgc``, the whole new 24-bit supply group code.
+    * test (class 1, subclasses 0 and 1): ``control``, ``mfr``.
+    * extended token set (class 2/10, class 1/2): ``data``, the raw 44 data bits; class 2/10
+      also ``rnd`` and ``tid`` (its layout is RND|TID|16 bits like other management tokens).
     """
 
     token_class: int
@@ -134,8 +144,10 @@ class DecodedToken:
     nklo: int | None = None
     sgc_part: int | None = None
     nkmo: int | None = None
+    new_sgc: int | None = None
     control: int | None = None
     mfr: int | None = None
+    data: int | None = None
 
     @property
     def is_key_change(self) -> bool:
@@ -169,7 +181,7 @@ def _check_new_tid(tid: int, ken: int) -> None:
 
 
 def _rnd(rnd: int | None) -> int:
-    # RND: 4 bits, any value is valid (reference.md 3.1)
+    # RND: 4 bits, any value is valid (docs/sts-protocol.md §4.1)
     if rnd is None:
         return secrets.randbelow(16)
     return rnd if type(rnd) is int and 0 <= rnd <= 15 else _check_int("RND", rnd, 4)
@@ -181,7 +193,7 @@ def _block(token_class: int, subclass: int, data44: int, *, currency: bool = Fal
 
 
 def _transpose(encrypted: int, token_class: int) -> str:
-    # reference.md 2.2: class bits go to 28/27, the displaced bits to 65/64; 2.3: 20 digits.
+    # §3.2: class bits go to 28/27, the displaced bits to 65/64; §3.3: 20 digits.
     value = (encrypted & ~0x18000000) | token_class << 27 | (encrypted >> 27 & 3) << 64
     return str(value).zfill(20)  # half the cost of f"{value:020d}"
 
@@ -318,24 +330,32 @@ def _plan_key_change(
     ken = new_ken if type(new_ken) is int and 0 <= new_ken <= 255 else check_ken(new_ken)
     if not isinstance(rollover, bool):
         raise InvalidParameter(f"rollover must be a bool, got {rollover!r}")
-    sgc = None
-    if code == EA11:
-        if new_sgc is None:
-            raise InvalidParameter("EA11 key changes need new_sgc (KCT3/KCT4 carry it)")
-        sgc = int(check_sgc(new_sgc))
-    elif new_sgc is not None:
-        raise InvalidParameter("new_sgc is only carried by the 4-token (128-bit key) set")
+    sgc = None if new_sgc is None else int(check_sgc(new_sgc))
+    if code == EA11 and sgc is None:
+        raise InvalidParameter("EA11 key changes need new_sgc (KCT3/KCT4 carry it)")
+    if rollover and new_key == old_key:
+        # RO clears the meter's TID memory; with the key unchanged, every token it already
+        # accepted would decrypt and pass again (docs/sts-protocol.md §5.6).
+        raise SameKeyRollover(
+            "refusing a rollover key change to the same decoder key: the meter would forget its "
+            "TID memory and accept its used tokens again; change the key revision or vending key"
+        )
     key = int.from_bytes(new_key, "big")
     high = key >> (len(new_key) * 8 - 32)  # NKHO: the top 32 key bits
     low = key & 0xFFFFFFFF  # NKLO: the bottom 32 key bits
-    kct1 = (ken >> 4) << 40 | krn << 36 | int(rollover) << 35 | kt << 32 | high
+    # RES/3KCT (Data bit 34) announces the third token of the 64-bit-key set (§4.4.3)
+    three_kct = int(sgc is not None and code != EA11)
+    kct1 = (ken >> 4) << 40 | krn << 36 | int(rollover) << 35 | three_kct << 34 | kt << 32 | high
     kct2 = (ken & 0xF) << 40 | ti << 32 | low
     blocks = [_block(CLASS_MANAGEMENT, SUB_KCT1, kct1), _block(CLASS_MANAGEMENT, SUB_KCT2, kct2)]
-    if sgc is not None:
+    if code == EA11:
+        assert sgc is not None  # checked above
         kct3 = (sgc & 0xFFF) << 32 | (key >> 64 & 0xFFFFFFFF)
         kct4 = (sgc >> 12) << 32 | (key >> 32 & 0xFFFFFFFF)
         blocks += [_block(CLASS_MANAGEMENT, SUB_KCT3, kct3), _block(CLASS_MANAGEMENT, SUB_KCT4, kct4)]
-    # all KCTs are encrypted with the CURRENT (old) key (reference.md 3.3)
+    elif sgc is not None:
+        blocks.append(_block(CLASS_MANAGEMENT, SUB_KCT3, sgc << 20))  # new SGC, then 20 zero bits
+    # all KCTs are encrypted with the CURRENT (old) key (§4.4)
     return _new_plan((code, old_key, _check_tables(code, tables), CLASS_MANAGEMENT, tuple(blocks)))
 
 
@@ -364,11 +384,12 @@ def credit_token(
 ) -> str:
     """A class 0 TransferCredit token (20 digits).
 
-    Give either ``units`` (Decimal; rounded up, reference.md 5) or the raw ``amount_field``.
-    Subclasses 0..3 (electricity, water, gas, time): the field is 16 bits counting 0.1 units.
-    Subclasses 4..7 (currency): ``units`` is a currency amount counted in 10**-5, ``amount_field``
+    Give either ``units`` (Decimal; rounded in the customer's favour, docs/sts-protocol.md §6) or
+    the raw ``amount_field``. Subclasses 0..3 (electricity, water, gas, time): the field is 16 bits
+    counting 0.1 units, never negative. Subclasses 4..7 (currency): ``units`` is a currency amount
+    counted in 10**-5 and may be negative (a debit, rounded to the smaller debit), ``amount_field``
     the 20-bit value s|e|m; the top nibble replaces RND (so ``rnd`` must be None) and the CRC is
-    CRC_C (reference.md 3.1, 5.2). ``tid`` must satisfy :func:`check_tid` for ``ken``: 24 bits,
+    CRC_C (§4.1, §6.2). ``tid`` must satisfy :func:`check_tid` for ``ken``: 24 bits,
     not the reserved minute, ``(tid >> 16) <= ken``. ``rnd`` is random when None.
     ``tables="sample"`` selects the IEC example STA tables (tests only).
     """
@@ -387,7 +408,7 @@ def management_token(
     ken: int = 255,
     tables: str = "production",
 ) -> str:
-    """A class 2 management token carrying RND|TID|value (reference.md 3.3).
+    """A class 2 management token carrying RND|TID|value (docs/sts-protocol.md §4.3).
 
     Subclasses: 0 SetMaximumPowerLimit (value = amount field in watts, see
     ``encode_transfer_amount``), 1 ClearCredit (0xFFFF = all registers), 2 SetTariffRate,
@@ -398,7 +419,7 @@ def management_token(
 
 
 def meter_test_token(*, control: int, mfr: int = 0, subclass: int = 0) -> str:
-    """A class 1 InitiateMeterTest/Display token (not encrypted, reference.md 3.2).
+    """A class 1 InitiateMeterTest/Display token (not encrypted, docs/sts-protocol.md §4.2).
 
     Subclass 0: 36-bit control, 8-bit manufacturer code (2-digit codes); subclass 1: 28-bit
     control, 16-bit manufacturer code (4-digit codes). ``mfr`` 0 addresses every manufacturer.
@@ -426,15 +447,45 @@ def key_change_tokens(
     new_sgc: str | None = None,
     tables: str = "production",
 ) -> list[str]:
-    """The key change token set, in typing order, encrypted with the OLD key (reference.md 3.3).
+    """The key change token set, in typing order, encrypted with the OLD key (docs/sts-protocol.md §4.4).
 
-    64-bit keys (EA07/EA09): [KCT1, KCT2]. 128-bit keys (EA11): [KCT1, KCT2, KCT3, KCT4], which
-    also carry ``new_sgc`` (required then). ``rollover`` sets the RO bit: the meter clears its TID
-    memory when it installs the key (TID rollover). The RES/3KCT bit is always 0. KCTs carry no
+    * 64-bit keys (EA07/EA09) without ``new_sgc``: [KCT1, KCT2].
+    * 64-bit keys with ``new_sgc`` (the supply group changes): [KCT1, KCT2, KCT3]; KCT1 has its
+      RES/3KCT bit set and KCT3 (class 2 subclass 8) carries the new 24-bit SGC.
+    * 128-bit keys (EA11): [KCT1, KCT2, KCT3, KCT4], which always carry ``new_sgc`` (required).
+
+    ``rollover`` sets the RO bit: the meter clears its TID memory when it installs the key (TID
+    rollover). A rollover to the key the meter already has is refused with
+    :class:`SameKeyRollover` (it would let the meter accept its used tokens again); see also
+    :func:`check_rollover_key_revision` for the key-revision form of the same rule. KCTs carry no
     TID or RND, so the same inputs always give the same tokens (safe to re-send).
     """
     plan = _plan_key_change(ea, old_key, new_key, new_krn, new_kt, new_ti, new_ken, rollover, new_sgc, tables)
     return _encrypt_plan(plan)
+
+
+def check_rollover_key_revision(
+    *,
+    old_krn: int,
+    new_krn: int,
+    old_vending_key: bytes,
+    new_vending_key: bytes,
+    old_base_date: int,
+    new_base_date: int,
+) -> None:
+    """Refuse a rollover whose key revision would not move: call it before building the set.
+
+    :func:`key_change_tokens` refuses a rollover whose two decoder keys are equal, but it only sees
+    the keys. A caller that knows where they come from should also refuse a rollover that keeps
+    the KRN, the vending key and the base date all unchanged: that is not a new key revision, and
+    only a new revision guarantees that the used tokens of the old one stop decrypting
+    (docs/sts-protocol.md §5.6). Raises :class:`SameKeyRollover`; returns None otherwise.
+    """
+    if old_krn == new_krn and old_vending_key == new_vending_key and int(old_base_date) == int(new_base_date):
+        raise SameKeyRollover(
+            f"refusing a rollover that keeps key revision {new_krn}, its vending key and base date "
+            f"{int(new_base_date)}: the meter would forget its TID memory without changing key"
+        )
 
 
 # --- batches -----------------------------------------------------------------------------------
@@ -559,8 +610,11 @@ def decode_token(
     """Parse, decrypt and CRC-check a token; return its fields.
 
     Class 1 tokens decode without a key; classes 0 and 2 need ``ea`` and ``decoder_key``
-    (:class:`InvalidKey` otherwise). Errors: :class:`InvalidTokenFormat` (not 20 digits, >= 2**66,
-    class 3, reserved or unpublished subclass), :class:`CrcMismatch` (wrong key or typo; a 16-bit
+    (:class:`InvalidKey` otherwise); ``ea`` also decides how a class 2 subclass 8 token reads
+    (64-bit keys: the 3rd token of the 3-token set; EA11: KCT3 of the 4-token set). Extended
+    token set tokens (class 2/10, class 1/2) decode as :attr:`TokenKind.EXTENDED`. Errors:
+    :class:`InvalidTokenFormat` (not 20 digits, >= 2**66, class 3, reserved or proprietary
+    subclass, a field no genuine token has), :class:`CrcMismatch` (wrong key or typo; a 16-bit
     CRC lets about one wrong guess in 65 536 through, so a passing CRC is not a proof).
     """
     token_class, block = parse_token(digits)
@@ -570,12 +624,17 @@ def decode_token(
         raise InvalidTokenFormat("token class 3 is reserved")
     if ea is None or decoder_key is None:
         raise InvalidKey(f"class {token_class} tokens are encrypted: give ea and decoder_key")
-    block = make_cipher(ea, decoder_key, tables).decrypt(block)
-    return decode_block(token_class, block)
+    code = normalise_ea(ea)
+    block = make_cipher(code, decoder_key, tables).decrypt(block)
+    return decode_block(token_class, block, ea=code)
 
 
-def decode_block(token_class: int, block: int) -> DecodedToken:
-    """Decode an already decrypted 64-bit block of a class 0 or 2 token (CRC checked)."""
+def decode_block(token_class: int, block: int, *, ea: str = EA07) -> DecodedToken:
+    """Decode an already decrypted 64-bit block of a class 0 or 2 token (CRC checked).
+
+    ``ea`` (normalised, e.g. ``"07"``) is the meter's algorithm: the key change subclasses 8 and 9
+    are laid out differently for 64-bit and 128-bit keys (docs/sts-protocol.md §4.4).
+    """
     subclass = block >> 60
     data = block >> 16 & 0xFFFFFFFFFFF
     currency = token_class == CLASS_TRANSFER and 4 <= subclass <= 7
@@ -614,8 +673,17 @@ def decode_block(token_class: int, block: int) -> DecodedToken:
             2, subclass, TokenKind.KCT2, block, kenlo=data >> 40, ti=data >> 32 & 0xFF, nklo=data & 0xFFFFFFFF
         )
     if subclass in (SUB_KCT3, SUB_KCT4):
-        kind = TokenKind.KCT3 if subclass == SUB_KCT3 else TokenKind.KCT4
-        return DecodedToken(2, subclass, kind, block, sgc_part=data >> 32, nkmo=data & 0xFFFFFFFF)
+        if ea == EA11:
+            kind = TokenKind.KCT3 if subclass == SUB_KCT3 else TokenKind.KCT4
+            return DecodedToken(2, subclass, kind, block, sgc_part=data >> 32, nkmo=data & 0xFFFFFFFF)
+        # 64-bit keys: a KCT4 does not exist, and KCT3 is the new SGC followed by 20 zero bits
+        if subclass == SUB_KCT4 or data & 0xFFFFF:
+            raise InvalidTokenFormat(f"class 2 subclass {subclass} with these data bits is no 64-bit-key KCT")
+        return DecodedToken(2, subclass, TokenKind.KCT3, block, new_sgc=data >> 20)
+    if subclass == SUB_EXTENDED_TOKEN_SET:
+        return DecodedToken(
+            2, subclass, TokenKind.EXTENDED, block, rnd=data >> 40, tid=data >> 16 & 0xFFFFFF, data=data
+        )
     raise InvalidTokenFormat(f"class 2 subclass {subclass} is reserved or proprietary")
 
 
@@ -627,4 +695,6 @@ def _decode_test(block: int) -> DecodedToken:
         return DecodedToken(1, 0, TokenKind.TEST, block, control=data >> 8, mfr=data & 0xFF)
     if subclass == 1:
         return DecodedToken(1, 1, TokenKind.TEST, block, control=data >> 16, mfr=data & 0xFFFF)
-    raise InvalidTokenFormat(f"class 1 subclass {subclass} is not supported (layout not public)")
+    if subclass == SUB_EXTENDED_READ:
+        return DecodedToken(1, subclass, TokenKind.EXTENDED, block, data=data)
+    raise InvalidTokenFormat(f"class 1 subclass {subclass} is reserved or proprietary")

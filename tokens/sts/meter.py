@@ -1,19 +1,24 @@
 """A virtual STS meter: what the rest of the product's end-to-end tests type tokens into.
 
-It models the meter-side rules the back office depends on (reference.md sections 3.3, 4, 8):
+It models the meter-side rules the back office depends on (docs/sts-protocol.md §4.4, §5, §9):
 
 * decryption with the meter's decoder key and the CRC check (a token made under another key,
   for example the old key after a rollover, fails here: :attr:`RejectReason.CRC_MISMATCH`);
 * the TID memory: a token whose TID is in memory is USED; once the memory is full, a token older
   than the oldest remembered TID is OLD; the memory keeps the ``tid_memory_size`` newest TIDs;
 * the key expiry number: ``(TID >> 16) > KEN`` is KEY_EXPIRED;
-* key change token sets: each half is held until the set is complete (either order), then the
-  new key, KRN, KT, TI and KEN are installed; RO = 1 also clears the TID memory and moves the
-  base date on (1993 -> 2014 -> 2035);
-* credit register, tamper flag, power limit and phase unbalance limit, class 1 display of the KRN.
+* key change token sets: each token is held until the set is complete (any order), then the
+  new key, KRN, KT, TI and KEN (and SGC, when the set carries one) are installed; RO = 1 also
+  clears the TID memory and moves the base date on (1993 -> 2014 -> 2035). A 64-bit-key set is
+  two tokens, or three when KCT1's RES/3KCT bit announces a KCT3 with the new SGC; an EA11 set
+  is four tokens;
+* credit register, tamper flag, power limit and phase unbalance limit, class 1 display of the KRN;
+  extended token set tokens are recognised and not acted on (UNSUPPORTED).
 
 Meter-specific behaviour that no public source pins down (TID memory size, KCT timeouts, the IEC
-KT transition rules) is kept simple and documented in docs/sts.md.
+KT transition rules) is kept simple and documented in docs/sts.md. The meter does not second-guess
+the vending side: a same-key rollover set, which the engine refuses to build, would clear its TID
+memory here as on a real meter.
 """
 
 from __future__ import annotations
@@ -84,8 +89,8 @@ class VirtualMeter:
     """A software STS meter holding one decoder key.
 
     ``credit_subclass`` is the class 0 subclass the meter accepts (0 electricity by default);
-    credit of other subclasses is rejected as UNSUPPORTED. ``sgc`` is only needed to follow the
-    4-token EA11 key change (KCT3/KCT4 carry the new SGC).
+    credit of other subclasses is rejected as UNSUPPORTED. ``sgc`` is the meter's supply group
+    code, changed by the key change sets that carry one (EA07/EA09 3-token set, EA11 4-token set).
     """
 
     def __init__(
@@ -158,7 +163,7 @@ class VirtualMeter:
                 return self._test(decode_token(token))
             if token_class == 3:
                 raise InvalidTokenFormat("token class 3 is reserved")
-            decoded = decode_block(token_class, self._cipher.decrypt(block))
+            decoded = decode_block(token_class, self._cipher.decrypt(block), ea=self.ea)
         except CrcMismatch as exc:
             return EntryResult(False, RejectReason.CRC_MISMATCH, message=str(exc))
         except StsError as exc:
@@ -217,16 +222,25 @@ class VirtualMeter:
         return EntryResult(True, None, decoded, message)
 
     def _test(self, decoded: DecodedToken) -> EntryResult:
+        if decoded.kind is TokenKind.EXTENDED:
+            return EntryResult(False, RejectReason.UNSUPPORTED, decoded, "extended token set token not handled")
         if decoded.mfr not in (0, self.mfr_code):
             return EntryResult(False, RejectReason.WRONG_MANUFACTURER, decoded, f"manufacturer {decoded.mfr}")
         assert decoded.control is not None
         display = str(self.krn) if decoded.control & KEY_REVISION_DISPLAY_CONTROL else "test"
         return EntryResult(True, None, decoded, f"test/display control {decoded.control:#x}", display=display)
 
+    def _needed_parts(self) -> set[int]:
+        if self.ea == EA11:
+            return {1, 2, 3, 4}
+        kct1 = self._pending_kct.get(1)
+        # Until KCT1 arrives the meter cannot know whether a KCT3 belongs to the set; a KCT3
+        # held on its own therefore waits for a KCT1 with RES/3KCT = 1.
+        return {1, 2, 3} if kct1 is not None and kct1.res else {1, 2}
+
     def _key_change(self, decoded: DecodedToken) -> EntryResult:
         self._pending_kct[_KCT_PART[decoded.kind]] = decoded
-        needed = {1, 2, 3, 4} if self.ea == EA11 else {1, 2}
-        if not needed <= self._pending_kct.keys():
+        if not self._needed_parts() <= self._pending_kct.keys():
             return EntryResult(
                 True, None, decoded, "key change token held for the rest of the set", key_change_pending=True
             )
@@ -234,18 +248,18 @@ class VirtualMeter:
         kct1, kct2 = parts[1], parts[2]
         assert kct1.kenho is not None and kct2.kenlo is not None and kct1.nkho is not None and kct2.nklo is not None
         key = kct1.nkho << 32 | kct2.nklo
-        new_sgc = self.sgc
+        sgc_value: int | None = None
         if self.ea == EA11:
             kct3, kct4 = parts[3], parts[4]
             assert kct3.nkmo is not None and kct4.nkmo is not None
             assert kct3.sgc_part is not None and kct4.sgc_part is not None
             key = kct1.nkho << 96 | kct3.nkmo << 64 | kct4.nkmo << 32 | kct2.nklo
             sgc_value = kct4.sgc_part << 12 | kct3.sgc_part
-            if sgc_value > 999_999:
-                return EntryResult(
-                    False, RejectReason.INVALID_KEY_CHANGE, decoded, f"new SGC {sgc_value} is not 6 digits"
-                )
-            new_sgc = f"{sgc_value:06d}"
+        elif kct1.res:  # the 3-token set of a 64-bit key: KCT3 carries the whole new SGC
+            sgc_value = parts[3].new_sgc
+        if sgc_value is not None and sgc_value > 999_999:
+            return EntryResult(False, RejectReason.INVALID_KEY_CHANGE, decoded, f"new SGC {sgc_value} is not 6 digits")
+        new_sgc = self.sgc if sgc_value is None else f"{sgc_value:06d}"
         if not 1 <= (kct1.krn or 0) <= 9 or (kct2.ti or 0) > 99:
             return EntryResult(False, RejectReason.INVALID_KEY_CHANGE, decoded, "new KRN or TI out of range")
         new_key = key.to_bytes(16 if self.ea == EA11 else 8, "big")
@@ -260,8 +274,10 @@ class VirtualMeter:
         self.sgc = new_sgc
         self.key_changes += 1
         message = f"new key installed: KRN {self.krn}, KT {self.kt}, TI {self.ti:02d}, KEN {self.ken}"
+        if sgc_value is not None:
+            message += f", SGC {new_sgc}"
         if kct1.ro:
-            # RO: reset the TID memory (reference.md 4, "What RO does") and continue on the next
+            # RO: reset the TID memory (docs/sts-protocol.md §5.6) and continue on the next
             # base date; tokens under the old key now fail the CRC, so nothing can be replayed.
             self._tids.clear()
             self.base_date = self.base_date.next or self.base_date
