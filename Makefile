@@ -28,15 +28,20 @@ run: install
 test: install-dev
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+APPS := accounts audit campaigns care dashboard kplc_sts meters partners sms tokens manage.py
+
+## ruff (lint and format), mypy over the apps (django-stubs, DRF plugin) and strict on the STS engine.
 lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy $(APPS)
 	$(VENV)/bin/mypy --strict --ignore-missing-imports tokens/sts
 
 format: install-dev
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+## Fails when a model change has no migration.
 migrations-check: install
 	$(PY) manage.py makemigrations --check --dry-run
 

@@ -258,7 +258,7 @@ def main() -> None:
             try:
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait(20)
-            except Exception:  # noqa: BLE001, S110
+            except Exception:  # noqa: BLE001
                 pass
         connection.close()
         if not args.keep:

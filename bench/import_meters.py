@@ -77,7 +77,7 @@ def run_import(path: Path, env: dict[str, str]) -> tuple[float, int, str]:
     output = path.with_suffix(".out")
     started = time.perf_counter()
     with open(output, "w") as out:
-        child = subprocess.Popen(  # noqa: S603
+        child = subprocess.Popen(
             [str(PYTHON), "manage.py", "import_meters", str(path), "--rejects", str(path.with_suffix(".rej.csv"))],
             cwd=ROOT,
             env=env,

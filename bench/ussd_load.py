@@ -112,7 +112,7 @@ def main() -> None:
     try:
         for _ in range(100):
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)  # noqa: S310
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
                 break
             except Exception:  # noqa: BLE001
                 time.sleep(0.1)
@@ -135,7 +135,7 @@ def main() -> None:
                     ).encode()  # fmt: skip
                     started = time.perf_counter()
                     try:
-                        with urllib.request.urlopen(url, data=data, timeout=10) as response:  # noqa: S310
+                        with urllib.request.urlopen(url, data=data, timeout=10) as response:
                             body = response.read().decode()
                         ok = body.startswith(("CON ", "END ")) and len(body) <= 182
                     except Exception:  # noqa: BLE001

@@ -5,8 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TextIO
 
-from django.utils import timezone
-
+from kplc_sts import clock
 from meters.models import Meter
 
 from .services import batch_schedule, batches_start_due, campaign_create
@@ -23,11 +22,11 @@ def seed(stdout: TextIO) -> None:
         sgcs=sgcs,
         from_krn=1,
         to_krn=2,
-        deadline=timezone.localdate() + dt.timedelta(days=60),
+        deadline=clock.localdate() + dt.timedelta(days=60),
         daily_capacity=max(total // 4, 100),
         actor_label="seed_demo",
     )
-    now = timezone.now()
+    now = clock.now()
     first = batch_schedule(
         campaign=campaign,
         regions=[],

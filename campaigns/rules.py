@@ -159,7 +159,7 @@ def _q(node: Any, now: dt.datetime) -> Q:
         return q
     if isinstance(node, Not):
         return ~_q(node.part, now)
-    value = now if node.value is NOW else node.value
+    value: Any = now if node.value is NOW else node.value
     if node.op == "<>":
         return ~Q(**{f"{node.field}__exact": value})
     if node.op == "is null":

@@ -74,7 +74,7 @@ class CareCaseAdmin(admin.ModelAdmin):
     def meter_column(self, obj: CareCase) -> str:
         return meter_link(obj.meter)
 
-    def get_fields(self, request: HttpRequest, obj: CareCase | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: CareCase | None = None) -> Any:
         if obj is None:
             return ["meter", "phone", "kind", "summary"]
         fields = ["meter", "phone", "kind", "summary", "assigned_to", *self.readonly_fields]
@@ -134,7 +134,7 @@ class CareCaseAdmin(admin.ModelAdmin):
 class ReadOnlyMeterQueue(ReadOnlyAdminMixin, admin.ModelAdmin):
     """A queue of meters; each row opens the meter's story page in the meter admin."""
 
-    list_display = ("meter_column", "customer_name", "phone", "region", "key_state", "updated_at")
+    list_display: tuple[str, ...] = ("meter_column", "customer_name", "phone", "region", "key_state", "updated_at")
     list_filter = ("region",)
     search_fields = ("=meter_number", "=phone", "=account_number")
     actions = None
@@ -159,7 +159,15 @@ class FieldVisitMeterAdmin(ReadOnlyMeterQueue):
 
 @admin.register(FailingSmsMeter)
 class FailingSmsMeterAdmin(ReadOnlyMeterQueue):
-    list_display = ("meter_column", "customer_name", "phone", "failed_sms", "last_failure", "region", "key_state")
+    list_display: tuple[str, ...] = (
+        "meter_column",
+        "customer_name",
+        "phone",
+        "failed_sms",
+        "last_failure",
+        "region",
+        "key_state",
+    )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Meter]:
         from sms.models import Message
@@ -202,6 +210,7 @@ class UssdLanguageAdmin(admin.ModelAdmin):
 
 @admin.register(Meter)
 class MeterAdmin(CareDeskMixin, admin.ModelAdmin):
+    change_form_template = "care/meter_story.html"  # the desk's story and actions around the form
     list_display = (
         "meter_number",
         "customer_name",

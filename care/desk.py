@@ -56,7 +56,7 @@ class ManagementTokenForm(forms.Form):
     )
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         if data.get("kind") == "power_limit" and not data.get("watts"):
             raise forms.ValidationError("Give the power limit in watts.")
         return data
@@ -77,8 +77,6 @@ def masked(digits: str) -> str:
 
 class CareDeskMixin:
     """Adds the meter story page and its care actions to a ModelAdmin of `Meter`."""
-
-    change_form_template = "care/meter_story.html"
 
     def get_urls(self) -> list[Any]:
         urls = super().get_urls()  # type: ignore[misc]
@@ -235,7 +233,7 @@ class CareDeskMixin:
         self._require(request, ISSUE_MANAGEMENT)
         form = ManagementTokenForm(request.POST)
         if not form.is_valid():
-            raise services.CareError("; ".join(e for errors in form.errors.values() for e in errors))
+            raise services.CareError("; ".join(str(e) for errors in form.errors.values() for e in errors))
         subclass, label = MANAGEMENT_KINDS[form.cleaned_data["kind"]]
         value = {0: form.cleaned_data.get("watts") or 0, 1: 0xFFFF}.get(subclass, 0)
         token = management_token_issue(meter=meter, subclass=subclass, value=value, actor=request.user)

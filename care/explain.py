@@ -22,7 +22,7 @@ from tokens.digests import token_digits_clean, token_find
 from tokens.errors import VendingUnavailable
 from tokens.keys import MeterKey, meter_decoder_key
 from tokens.models import IssuedToken, KeyChangeSet
-from tokens.sts import DecodedToken, StsError, decode_token, tid_to_datetime
+from tokens.sts import DecodedToken, StsError, TokenKind, decode_token, tid_to_datetime
 
 
 class Verdict:
@@ -36,6 +36,7 @@ class Verdict:
     OLDER_THAN_LAST = "older_than_last"
     KEY_CHANGE_CODE = "key_change_code"
     TEST_TOKEN = "test_token"  # noqa: S105 - a verdict name
+    EXTENDED_TOKEN = "extended_token"  # noqa: S105 - a verdict name
     VALID = "valid"
 
 
@@ -109,11 +110,12 @@ def _explain_update_code(case: _Case) -> Explanation | None:
     for kcs in case.code_sets:
         for position, code in enumerate(kcs.codes, start=1):
             if hmac.compare_digest(code, case.digits):
+                order = ", then ".join(f"code {n}" for n in range(1, len(kcs.codes) + 1))
                 detail = (
                     "The meter is already confirmed on the new key: the codes are not needed again, and a "
                     "second entry is refused."
                     if case.on_new_key
-                    else "Type code 1, then code 2 (waiting for each to be accepted), then the credit token."
+                    else f"Type {order} (waiting for each to be accepted), then the credit token."
                 )
                 return Explanation(
                     Verdict.KEY_CHANGE_CODE,
@@ -125,12 +127,27 @@ def _explain_update_code(case: _Case) -> Explanation | None:
     return None
 
 
+def _extended(decoded: DecodedToken) -> Explanation:
+    return Explanation(
+        Verdict.EXTENDED_TOKEN,
+        "A genuine extended-token-set token (STS 202-5): it passes the meter's checks and carries data for "
+        "meter functions beyond credit; it adds no units.",
+        [f"Token class {decoded.token_class}, subclass {decoded.subclass}; data {decoded.data:011X}."]
+        if decoded.data is not None
+        else [],
+        kind="extended",
+        tid=decoded.tid,
+    )
+
+
 def _explain_test_token(case: _Case) -> Explanation | None:
     try:
-        decoded = decode_token(case.digits)  # class 1 (test) tokens need no key
+        decoded = decode_token(case.digits)  # class 1 (test and extended-read) tokens need no key
     except StsError:
         return None
-    if str(decoded.kind) != "test":
+    if decoded.kind == TokenKind.EXTENDED:
+        return _extended(decoded)
+    if decoded.kind != TokenKind.TEST:
         return None
     return Explanation(
         Verdict.TEST_TOKEN,
@@ -172,6 +189,8 @@ def _explain_decoded(case: _Case) -> Explanation | None:
     if found is None:
         return None
     decoded, key_role = found
+    if decoded.kind == TokenKind.EXTENDED:
+        return _extended(decoded)
     kind, key = str(decoded.kind), key_role.key
 
     def said(verdict: str, headline: str, details: list[str]) -> Explanation:
@@ -203,9 +222,15 @@ def _explain_decoded(case: _Case) -> Explanation | None:
 
 def _describe(decoded: DecodedToken, kind: str, key: MeterKey) -> str:
     made = tid_to_datetime(decoded.tid, key.base_date) if decoded.tid is not None else None
-    what = {"credit": "Credit token", "management": "Management token"}.get(kind, f"Token ({kind})")
+    what = {
+        "credit": "Credit token",
+        "currency_credit": "Currency token",
+        "management": "Management token",
+    }.get(kind, f"Token ({kind})")
     if decoded.units is not None and kind == "credit":
         what += f" for {decoded.units} kWh"
+    elif decoded.units is not None and kind == "currency_credit":
+        what += f" debiting {-decoded.units}" if decoded.units < 0 else f" crediting {decoded.units}"
     what += f", made under key revision {key.krn}"
     if made is not None:
         what += f" on {made:%d %b %Y %H:%M}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -96,7 +97,7 @@ class DjangoUssdBackend:
         meter = self._meter(meter_number)
         if meter is None or meter.status == Meter.Status.RETIRED:
             return None
-        facts = {
+        facts: dict[str, Any] = {
             "meter_number": meter.meter_number,
             "masked_name": mask_name(meter.customer_name),
             "registered_phone": meter.phone,
@@ -109,11 +110,11 @@ class DjangoUssdBackend:
             return ussd.MeterFacts(status=ussd.MeterStatus.CODES_READY, **facts)
         enrollment = self._due_enrollment(meter)
         if enrollment is not None:
-            status = {
+            status: dict[str, ussd.MeterStatus] = {
                 Enrollment.State.CONFIRMED: ussd.MeterStatus.CONFIRMED,
                 Enrollment.State.NON_COMPLIANT: ussd.MeterStatus.FIELD_VISIT,
-            }.get(enrollment.state, ussd.MeterStatus.CODES_READY)
-            return ussd.MeterFacts(status=status, **facts)
+            }
+            return ussd.MeterFacts(status=status.get(enrollment.state, ussd.MeterStatus.CODES_READY), **facts)
         upcoming = (
             Enrollment.objects.filter(
                 meter=meter,
@@ -125,7 +126,7 @@ class DjangoUssdBackend:
             .order_by("batch__scheduled_at")
             .first()
         )
-        if upcoming is not None:
+        if upcoming is not None and upcoming.batch is not None:
             when = timezone.localtime(upcoming.batch.scheduled_at).date()
             return ussd.MeterFacts(status=ussd.MeterStatus.AWAITING_CODES, update_from=when, **facts)
         return ussd.MeterFacts(status=ussd.MeterStatus.NOT_SCHEDULED, **facts)

@@ -7,6 +7,7 @@ from django import forms
 from django.utils import timezone
 
 from campaigns.models import Campaign
+from kplc_sts import clock
 
 from .services import meter_regions
 
@@ -43,15 +44,17 @@ class ScheduleBatchForm(forms.Form):
     def __init__(self, *args: Any, campaign: Campaign, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.campaign = campaign
-        self.fields["regions"].choices = [(region, region) for region in meter_regions()]
-        self.fields["sgcs"].choices = [(sgc, sgc) for sgc in campaign.sgcs]
+        regions, sgcs = self.fields["regions"], self.fields["sgcs"]
+        assert isinstance(regions, forms.MultipleChoiceField) and isinstance(sgcs, forms.MultipleChoiceField)
+        regions.choices = [(region, region) for region in meter_regions()]
+        sgcs.choices = [(sgc, sgc) for sgc in campaign.sgcs]
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         day, time = cleaned.get("date"), cleaned.get("time")
         if day is not None and time is not None:
             scheduled_at = timezone.make_aware(dt.datetime.combine(day, time))
-            if scheduled_at < timezone.now() - PAST_GRACE:
+            if scheduled_at < clock.now() - PAST_GRACE:
                 self.add_error(
                     "date",
                     f"{scheduled_at:%d %b %Y %H:%M} is in the past: notices cannot be sent back in time. "

@@ -302,10 +302,10 @@ def vending_health(*, now: datetime) -> VendingHealth:
         .values("minute")
         .annotate(vends=Sum("vends"), with_codes=Sum("vends_with_codes"))
     }
-    minutes = []
+    minutes: list[dict[str, Any]] = []
     for offset in range(60):
         minute = since + timedelta(minutes=offset)
-        row = by_minute.get(minute, {})
+        row: Any = by_minute.get(minute, {})
         minutes.append({"minute": minute, "vends": row.get("vends") or 0, "with_codes": row.get("with_codes") or 0})
     local_midnight = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     today = VendMinuteStat.objects.filter(minute__gte=local_midnight).aggregate(

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from campaigns import rules
 from campaigns import services as campaign_services
 from campaigns.models import Batch, Campaign
+from kplc_sts import clock
 
 from . import services
 from .forms import ScheduleBatchForm
@@ -28,10 +29,10 @@ BATCHES_PER_PAGE = 25
 FAILED_PER_PAGE = 50
 
 
-def staff_view(permission: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+def staff_view(permission: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Anonymous users go to the login page; signed-in users without `permission` get 403."""
 
-    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         return login_required(permission_required(permission, raise_exception=True)(view))
 
     return decorator
@@ -69,7 +70,7 @@ def home(request: HttpRequest) -> HttpResponse:
 @staff_view(VIEW_PERMISSION)
 def overview(request: HttpRequest, campaign_id: int) -> HttpResponse:
     campaign = get_object_or_404(Campaign, pk=campaign_id)
-    today = timezone.localdate()
+    today = clock.localdate()
     target = services.campaign_target(campaign=campaign)
     context = _base_context(request, "overview", campaign)
     context.update(
@@ -90,7 +91,7 @@ def overview(request: HttpRequest, campaign_id: int) -> HttpResponse:
 @staff_view(VIEW_PERMISSION)
 def overview_data(request: HttpRequest, campaign_id: int) -> JsonResponse:
     campaign = get_object_or_404(Campaign, pk=campaign_id)
-    today = timezone.localdate()
+    today = clock.localdate()
     target = services.campaign_target(campaign=campaign)
     series = services.campaign_daily_series(campaign=campaign, today=today)
     projection = services.campaign_projection(campaign=campaign, target=target.meters, today=today)
@@ -267,7 +268,7 @@ def batch_schedule(request: HttpRequest) -> HttpResponse:
                     )
                     return redirect("dashboard:batch_detail", batch_id=batch.pk)
     else:
-        tomorrow = (timezone.localtime() + timedelta(days=1)).date()
+        tomorrow = (timezone.localtime(clock.now()) + timedelta(days=1)).date()
         # Suggest what still fits tomorrow, so the first preview is not an over-capacity warning.
         room = campaign.daily_capacity - campaign_services.campaign_day_load(campaign=campaign, day=tomorrow)
         form = ScheduleBatchForm(
@@ -305,14 +306,14 @@ def batch_preview(request: HttpRequest) -> JsonResponse:
 @staff_view(VIEW_PERMISSION)
 def vending_health(request: HttpRequest) -> HttpResponse:
     context = _base_context(request, "vending", services.campaign_current())
-    context.update(health=services.vending_health(now=timezone.now()))
+    context.update(health=services.vending_health(now=clock.now()))
     return render(request, "dashboard/vending_health.html", context)
 
 
 @require_GET
 @staff_view(VIEW_PERMISSION)
 def vending_data(request: HttpRequest) -> JsonResponse:
-    health = services.vending_health(now=timezone.now())
+    health = services.vending_health(now=clock.now())
     return JsonResponse(
         {
             "minutes": [timezone.localtime(m["minute"]).strftime("%H:%M") for m in health.minutes],
@@ -335,7 +336,7 @@ def export_csv(request: HttpRequest, name: str) -> StreamingHttpResponse:
         raise Http404
     params = {key: request.GET.get(key, "") for key in ("campaign", "batch", "state")}
     suffix = "".join(f"-{key}{value}" for key, value in params.items() if value)
-    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    stamp = timezone.localtime(clock.now()).strftime("%Y%m%d-%H%M")
     response = StreamingHttpResponse(
         services.csv_stream(header=export.header, rows=export.rows(params)), content_type="text/csv; charset=utf-8"
     )

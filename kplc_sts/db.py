@@ -36,7 +36,7 @@ def portable_forced() -> Iterator[None]:
         _forced.portable = previous
 
 
-class by_vendor:  # noqa: N801 - reads as a module: `statements = by_vendor(pg=_pg, portable=_portable)`
+class by_vendor:
     """A module-like object whose attributes come from `pg` on PostgreSQL and `portable` elsewhere."""
 
     def __init__(self, *, pg: ModuleType, portable: ModuleType) -> None:
@@ -60,7 +60,9 @@ def _insert_defaults(model: type[models.Model]) -> dict[str, Any]:
     defaults: the tables carry none of their own)."""
     found = _defaults_cache.get(model)
     if found is None:
-        found = {field.column: field.get_default() for field in model._meta.concrete_fields if not field.primary_key}
+        found = {
+            str(field.column): field.get_default() for field in model._meta.concrete_fields if not field.primary_key
+        }
         _defaults_cache[model] = found
     return found
 

@@ -95,7 +95,7 @@ def _cache_count(key: str, cost: int, seconds: int) -> int | None:
     except ValueError:  # expired between add and incr: this is the window's first hit
         cache.add(key, cost, seconds + 1)
         return cost
-    except Exception:  # noqa: BLE001 - any cache backend outage: the caller decides what None means
+    except Exception:
         logger.warning("rate counter cache unavailable", exc_info=True)
         return None
 

@@ -16,12 +16,12 @@ class EstimatedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        query = self.object_list.query
-        if connection.vendor == "postgresql" and not query.where:
+        queryset: Any = self.object_list
+        if connection.vendor == "postgresql" and not queryset.query.where:
             with connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-                    [self.object_list.model._meta.db_table],
+                    [queryset.model._meta.db_table],
                 )
                 estimate = cursor.fetchone()[0]
             if estimate > 100_000:

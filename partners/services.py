@@ -9,12 +9,13 @@ import secrets
 import time
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from cachetools import TTLCache
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
 
 from audit.services import audit_record
+from kplc_sts import clock
 from kplc_sts.db import is_postgres
 
 from .models import Partner, PartnerApiKey, PartnerDailyTotal
@@ -83,7 +84,7 @@ def partner_api_key_create(
 def partner_api_key_revoke(*, api_key: PartnerApiKey, actor: object = None, actor_label: str = "") -> bool:
     """Revoke a key (effective on the next request). False if it was already revoked."""
     with transaction.atomic():
-        revoked = PartnerApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        revoked = PartnerApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=clock.now())
         if revoked:
             audit_record(
                 action="partner.api_key_revoked",
@@ -176,7 +177,7 @@ def partner_daily_reserve(*, partner: Partner, amount: Decimal, day: date) -> bo
     headroom = partner.daily_limit - amount
     if headroom < 0:
         return False
-    params = [amount, partner.pk, day, headroom]
+    params: list[Any] = [amount, partner.pk, day, headroom]
     sql = _RESERVE_SQL if is_postgres() else _RESERVE_SQL_FLOAT
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

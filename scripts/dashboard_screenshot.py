@@ -187,7 +187,7 @@ def main() -> None:
         )
         for _ in range(60):
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=1)  # noqa: S310
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=1)
                 break
             except OSError:
                 time.sleep(0.5)

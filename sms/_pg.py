@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from django.db import connection, transaction
 
@@ -26,7 +27,7 @@ def messages_mark_sent(*, accepted: Sequence[tuple[int, SendResult]], now: dt.da
     """Store what the gateway accepted, one UPDATE ... FROM (VALUES ...) for the lot; returns the
     ids stored (a message the sweep settled meanwhile is left alone)."""
     values = ", ".join(["(%s::bigint, %s::varchar, %s::numeric, %s::varchar)"] * len(accepted))
-    params: list[object] = []
+    params: list[Any] = []
     for pk, result in accepted:
         params += [pk, result.provider_message_id, result.cost, result.currency or ""]
     with connection.cursor() as cursor:

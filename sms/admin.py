@@ -94,7 +94,7 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="meter")
     def meter_number(self, obj: Message) -> str:
-        return obj.meter.meter_number if obj.meter_id else "-"
+        return obj.meter.meter_number if obj.meter is not None else "-"
 
     @admin.display(description="body")
     def body_shown(self, obj: Message) -> str:

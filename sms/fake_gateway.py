@@ -100,16 +100,16 @@ class FakeAfricasTalking:
             def log_request(self, code: object = "-", size: object = "-") -> None:
                 pass  # one log call per request is measurable at hundreds per second
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+            def log_message(self, format: str, *args: object) -> None:
                 logger.debug("fake AT: " + format, *args)
 
-            def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            def do_GET(self) -> None:
                 if self.path.startswith("/_fake/stats"):
                     self._reply(HTTPStatus.OK, gateway.stats())
                 else:
                     self._reply(HTTPStatus.NOT_FOUND, "Not found", text=True)
 
-            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length).decode()
                 if self.path.rstrip("/") != "/version1/messaging":
@@ -119,7 +119,7 @@ class FakeAfricasTalking:
                 self._reply(status, body, text=text)
 
             def _reply(self, status: int, body: object, *, text: bool = False) -> None:
-                payload = (body if text else json.dumps(body)).encode()  # type: ignore[union-attr]
+                payload = (str(body) if text else json.dumps(body)).encode()
                 # The status line and headers by hand, in one write with the body: the stdlib's
                 # send_response formats a Date header and logs on every call.
                 lines = [
@@ -143,6 +143,7 @@ class FakeAfricasTalking:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
         return f"http://{host}:{port}"
 
     def start(self) -> FakeAfricasTalking:
@@ -186,7 +187,7 @@ class FakeAfricasTalking:
         with self._lock:
             self.requests += 1
             roll, slow_roll = self._random.random(), self._random.random()
-        api_key = headers.get("apiKey") if hasattr(headers, "get") else None  # type: ignore[attr-defined]
+        api_key = headers.get("apiKey") if hasattr(headers, "get") else None
         if config.api_key is not None and api_key != config.api_key:
             self._count("http_401")
             return HTTPStatus.UNAUTHORIZED, "The supplied authentication is invalid", True

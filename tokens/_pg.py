@@ -140,7 +140,7 @@ def vend_rows_insert(
     Returns (vend id, token id), or None when a vend with this partner and reference exists:
     then nothing is written."""
     sql = _issue_statement(tuple(vend), tuple(token))
-    params = [
+    params: list[Any] = [
         *db_values(Vend, vend),
         counter.last_tid,
         sql_value(counter.updated_at),
@@ -158,7 +158,7 @@ _COUNTER_SQL = f"SELECT id, last_tid FROM {_COUNTER_TABLE} WHERE meter_id = %s A
 
 
 def tid_counter_lock(*, meter_id: int, key: MeterKey, now: dt.datetime) -> TidCounter:
-    params = [meter_id, key.sgc, key.krn]
+    params: list[Any] = [meter_id, key.sgc, key.krn]
     with connection.cursor() as cursor:
         cursor.execute(_COUNTER_SQL, params)
         row = cursor.fetchone()

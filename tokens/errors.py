@@ -61,6 +61,13 @@ class VendNotFound(VendError):
     code, status, field = "VEND_NOT_FOUND", 404, "reference"
 
 
+class KeyChangeUnsafe(VendError):
+    """The key change set up for this meter would let old tokens replay (a rollover onto the key it
+    already has): our configuration is wrong, not the partner's request."""
+
+    code, status, field = "KEY_CHANGE_UNSAFE", 503, None
+
+
 class VendingUnavailable(VendError):
     """Our side cannot make the token right now (no vending key loaded, key expired): not the partner's fault."""
 

@@ -75,6 +75,11 @@ VENDING_KEY_TTL = 60.0
 _vending_keys: TTLCache[tuple[str, int], bytes] = TTLCache(maxsize=512, ttl=VENDING_KEY_TTL)
 
 
+def vending_key_cached(sgc: str, krn: int) -> bytes:
+    """The vending key of a supply group and revision, unwrapped once per process and TTL."""
+    return _vending_key(sgc, krn)
+
+
 def _vending_key(sgc: str, krn: int) -> bytes:
     key = _vending_keys.get((sgc, krn))
     if key is None:

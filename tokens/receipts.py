@@ -8,14 +8,22 @@ from .sts import format_token
 
 # The key change codes, named as the customer meets them on every channel: 1 then 2.
 CODE_LABELS = {1: ("reset_code", "Reset code"), 2: ("update_code", "Update code")}
+
+
+def code_label(position: int) -> tuple[str, str]:
+    """(kind, label) of the key change code at `position`: a 128-bit key takes four codes, and a
+    64-bit key changing supply group three."""
+    return CODE_LABELS.get(position, ("update_code", f"Update code {position}"))
+
+
 TOKEN_LABEL = "Token"  # noqa: S105 - the receipt label, not a secret
 
 
 def tokens_list(*, codes: list[str], credit_digits: str) -> list[dict[str, Any]]:
     """The ordered list of what to type: the key change codes, then the credit token."""
-    items = []
+    items: list[dict[str, Any]] = []
     for position, digits in enumerate(codes, start=1):
-        kind, label = CODE_LABELS.get(position, ("update_code", f"Update code {position}"))
+        kind, label = code_label(position)
         items.append({"position": position, "kind": kind, "label": label, "digits": digits})
     items.append({"position": len(codes) + 1, "kind": "credit", "label": TOKEN_LABEL, "digits": credit_digits})
     for item in items:
@@ -26,7 +34,7 @@ def tokens_list(*, codes: list[str], credit_digits: str) -> list[dict[str, Any]]
 def instruction_for(codes: list[str]) -> str:
     if not codes:
         return "Type the token into the meter and press Enter."
-    steps = ", then ".join(f"{label} ({n})" for n, (_, label) in CODE_LABELS.items())
+    steps = ", then ".join(f"{code_label(n)[1]} ({n})" for n in range(1, len(codes) + 1))
     return (
         f"Load any unused old tokens first. Then type, in this order and waiting for each to be accepted: "
         f"{steps}, then the Token ({len(codes) + 1})."

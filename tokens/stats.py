@@ -18,7 +18,7 @@ def _minute_floor(at: dt.datetime) -> dt.datetime:
 def vend_minute_record(*, with_codes: bool, at: dt.datetime | None = None) -> None:
     """Count one vend. Call it after the vend commits (transaction.on_commit): inside the vend's
     transaction the row lock would be held until commit."""
-    shard = random.randrange(VEND_STAT_SHARDS)  # noqa: S311 - spreads lock contention, not security
+    shard = random.randrange(VEND_STAT_SHARDS)
     upsert_increment(
         VendMinuteStat,
         {"minute": _minute_floor(at or clock.now()), "shard": shard},

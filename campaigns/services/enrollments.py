@@ -36,7 +36,7 @@ from .segments import segment_enrollment_added, segment_meter_status_moved
 State = Enrollment.State
 Origin = Enrollment.Origin
 
-_KEY_STATE_RANK = {
+_KEY_STATE_RANK: dict[str, int] = {
     Meter.KeyState.OLD_KEY: 0,
     Meter.KeyState.CODES_ISSUED: 1,
     Meter.KeyState.CONFIRMED: 2,

@@ -9,11 +9,11 @@ import os
 import secrets
 
 from .base import *  # noqa: F403
-from .base import VAR_DIR, env_bool
+from .base import STS_KEK, VAR_DIR, env_bool
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
 
-if not STS_KEK:  # noqa: F405
+if not STS_KEK:
     # The demo generates its own KEK once and keeps it beside the SQLite file, so that keys
     # loaded in one run still decrypt in the next. Production refuses to start without one.
     VAR_DIR.mkdir(parents=True, exist_ok=True)

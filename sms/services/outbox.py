@@ -45,7 +45,7 @@ def message_dispatch(ids: Sequence[int], *, queue: str, countdown: float | None 
         return True
     try:
         send_messages_task.apply_async(args=[list(ids)], queue=queue, countdown=countdown, retry=False)
-    except Exception:  # noqa: BLE001 - any broker failure; the rows are safe in the outbox
+    except Exception:
         logger.exception("could not hand %d SMS to the broker (queue %s); the sweep will retry", len(ids), queue)
         return False
     return True
@@ -155,8 +155,9 @@ def notices_cancel(*, batch_id: int, reason: str) -> int:
 
 def batches_with_notices_pending(*, batch_ids: Sequence[int]) -> set[int]:
     """Which of these batches still have notices queued, held or being sent."""
-    return set(
+    pending = (
         Message.objects.filter(batch_id__in=list(batch_ids), purpose=Purpose.NOTICE, status__in=PENDING_STATUSES)
         .values_list("batch_id", flat=True)
         .distinct()
     )
+    return {batch_id for batch_id in pending if batch_id is not None}

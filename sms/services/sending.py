@@ -91,7 +91,7 @@ def messages_count_sent(*, ids: Sequence[int]) -> int:
         for batch_id, count in sorted(per_batch.items()):
             tally_add(batch_id, sent=count)
         if notices:
-            notices_sent.send(sender=Message, by_batch=notices, at=max(row[4] for row in rows))
+            notices_sent.send(sender=Message, by_batch=notices, at=max(row[4] for row in rows if row[4] is not None))
         Message.objects.filter(pk__in=[row[0] for row in rows]).update(sent_counted=True)
     return len(rows)
 
@@ -127,7 +127,7 @@ def message_record_failure(*, message: Message, result: SendResult, now: dt.date
 def _backend_send(message: Message) -> SendResult:
     try:
         return get_backend().send(recipient=message.recipient, body=message.body, purpose=message.purpose)
-    except Exception as exc:  # noqa: BLE001 - a backend bug must not leave the row in 'sending'
+    except Exception as exc:
         logger.exception("SMS backend failed on message %s", message.pk)
         return SendResult.retry(f"{exc.__class__.__name__}: {exc}", "BackendError")
 
@@ -142,7 +142,7 @@ def _messages_settle_sent(accepted: Sequence[tuple[Message, SendResult]]) -> int
     if stored:
         messages_count_sent(ids=stored)
         kept = set(stored)
-        provider_ids = [result.provider_message_id for message, result in accepted if message.pk in kept]
+        provider_ids = [str(result.provider_message_id) for message, result in accepted if message.pk in kept]
         delivery_reports_apply_pending(provider_message_ids=provider_ids)
     return len(stored)
 

@@ -47,11 +47,13 @@ def messages_reconcile(*, now: dt.datetime | None = None) -> int:
     """
     now = now or clock.now()
     stale_before = now - dt.timedelta(seconds=settings.SMS_SENDING_STALE_SECONDS)
-    stuck = list(
-        Message.objects.filter(status=Status.SENDING, claimed_at__lt=stale_before)
+    stuck = [
+        (pk, recipient, claimed_at)
+        for pk, recipient, claimed_at in Message.objects.filter(status=Status.SENDING, claimed_at__lt=stale_before)
         .order_by("claimed_at", "pk")
         .values_list("pk", "recipient", "claimed_at")[: settings.SMS_SWEEP_LIMIT]
-    )
+        if claimed_at is not None
+    ]
     if not stuck:
         return 0
     orphans = (

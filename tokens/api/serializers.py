@@ -77,7 +77,8 @@ class ReversalRequestSerializer(serializers.Serializer):
 class TokenSerializer(serializers.Serializer):
     position = serializers.IntegerField(help_text="Type the tokens in this order: 1, 2, 3")
     kind = serializers.ChoiceField(choices=["reset_code", "update_code", "credit"])
-    label = serializers.CharField(help_text='"Reset code", "Update code" or "Token"')
+    # The API's field name (partners parse it); it shadows Field.label, which a Serializer never reads.
+    label = serializers.CharField(help_text='"Reset code", "Update code" or "Token"')  # type: ignore[assignment]
     digits = serializers.CharField(help_text="20 digits")
     display = serializers.CharField(help_text="Grouped 4-4-4-4-4, e.g. 1234-5678-9012-3456-7890")
 

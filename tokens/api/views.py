@@ -50,7 +50,8 @@ class PartnerAPIView(APIView):
 
     @property
     def partner(self) -> Any:
-        return self.request.user.partner
+        principal: Any = self.request.user  # a PartnerPrincipal: IsPartner let the request in
+        return principal.partner
 
 
 class MeterView(PartnerAPIView):

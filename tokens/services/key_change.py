@@ -7,17 +7,23 @@ lock, so a vend racing a USSD request gets the same codes.
 
 from __future__ import annotations
 
+import logging
+
 from django.db import transaction
 
+from audit.services import audit_record
 from campaigns import services as campaigns
 from campaigns.models import Campaign
 from meters.models import Meter
 
+from .. import errors
 from ..digests import token_digest_index_key_change_set
-from ..keys import MeterKey, meter_decoder_key
+from ..keys import MeterKey, meter_decoder_key, vending_key_cached
 from ..models import KeyChangeSet
-from ..sts import key_change_tokens, pan_from_meter_number
+from ..sts import SameKeyRollover, check_rollover_key_revision, key_change_tokens, pan_from_meter_number
 from ..tids import tid_counter_lock
+
+logger = logging.getLogger(__name__)
 
 
 def key_change_set_under_lock(*, meter: Meter, campaign: Campaign, pan: str) -> KeyChangeSet:
@@ -26,17 +32,28 @@ def key_change_set_under_lock(*, meter: Meter, campaign: Campaign, pan: str) -> 
     if existing is not None:
         return existing
     old, new = MeterKey.register(meter), MeterKey.campaign_target(meter, campaign)
-    codes = key_change_tokens(
-        ea=meter.ea,
-        old_key=meter_decoder_key(meter=meter, key=old, pan=pan),
-        new_key=meter_decoder_key(meter=meter, key=new, pan=pan),
-        new_krn=new.krn,
-        new_kt=meter.kt,
-        new_ti=meter.ti,
-        new_ken=new.ken,
-        rollover=campaign.rollover,
-        new_sgc=new.sgc if meter.ea == "11" else None,  # only 128-bit key sets carry the SGC
-    )
+    try:
+        if campaign.rollover:
+            _rollover_check(meter=meter, old=old, new=new)
+        codes = key_change_tokens(
+            ea=meter.ea,
+            old_key=meter_decoder_key(meter=meter, key=old, pan=pan),
+            new_key=meter_decoder_key(meter=meter, key=new, pan=pan),
+            new_krn=new.krn,
+            new_kt=meter.kt,
+            new_ti=meter.ti,
+            new_ken=new.ken,
+            rollover=campaign.rollover,
+            # 128-bit key sets always carry the SGC; a 64-bit set only when the group changes (3 codes).
+            new_sgc=new.sgc if meter.ea == "11" or new.sgc != old.sgc else None,
+        )
+    except SameKeyRollover:
+        logger.error("campaign %s would roll meter %s over onto the key it holds: refused", campaign.pk, meter.pk)
+        audit_record(action="key_change.refused_same_key", target=meter, campaign_id=campaign.pk)
+        raise errors.KeyChangeUnsafe(
+            f"The update for meter {meter.meter_number} would keep its key while clearing its token memory, "
+            "which would let used tokens work again. Vending for it is held until the campaign's keys are fixed."
+        ) from None
     key_change_set = KeyChangeSet.objects.create(
         meter=meter,
         campaign=campaign,
@@ -52,6 +69,19 @@ def key_change_set_under_lock(*, meter: Meter, campaign: Campaign, pan: str) -> 
     )
     token_digest_index_key_change_set(key_change_set=key_change_set)
     return key_change_set
+
+
+def _rollover_check(*, meter: Meter, old: MeterKey, new: MeterKey) -> None:
+    """Refuse (SameKeyRollover) a rollover whose key revision, vending key and base date are all
+    unchanged: clearing the TID memory onto the same key would replay used tokens."""
+    check_rollover_key_revision(
+        old_krn=old.krn,
+        new_krn=new.krn,
+        old_vending_key=vending_key_cached(old.sgc, old.krn),
+        new_vending_key=vending_key_cached(new.sgc, new.krn),
+        old_base_date=old.base_date,
+        new_base_date=new.base_date,
+    )
 
 
 def key_change_set_issue(*, meter: Meter, campaign: Campaign, actor_label: str, origin: str) -> KeyChangeSet:

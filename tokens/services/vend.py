@@ -97,7 +97,7 @@ def _record_vend_minute(with_codes: bool) -> None:
     """Count the vend for the dashboard; runs after commit and never fails the vend."""
     try:
         vend_minute_record(with_codes=with_codes)
-    except Exception:  # noqa: BLE001 - a statistics counter must never break a sale
+    except Exception:
         logger.warning("could not count a vend for the dashboard", exc_info=True)
 
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign
 from campaigns.services import CampaignError, batch_schedule
+from kplc_sts import clock
 
 
 def _when(text: str) -> dt.datetime:
@@ -39,7 +40,7 @@ class Command(BaseCommand):
                 regions=options["region"],
                 sgcs=options["sgc"],
                 limit=options["limit"],
-                scheduled_at=options["at"] or timezone.now(),
+                scheduled_at=options["at"] or clock.now(),
                 override_capacity=options["override_capacity"],
                 actor_label="command:schedule_batch",
             )

@@ -32,6 +32,7 @@ class Command(BaseCommand):
             text = getpass.getpass("Vending key (hex, not echoed): ")
         else:
             text = sys.stdin.read()
+        key: bytes | None = None
         try:
             key = parse_key_hex(text)
             vending_key = vending_key_load(
@@ -45,7 +46,7 @@ class Command(BaseCommand):
         except VendingKeyError as exc:
             raise CommandError(str(exc)) from None
         finally:
-            text = key = None  # drop references early; Python cannot wipe, but need not keep them
+            text, key = "", None  # drop references early; Python cannot wipe, but need not keep them
         self.stdout.write(
             f"Loaded vending key SGC {vending_key.sgc} KRN {vending_key.krn} "
             f"({vending_key.key_bits} bits), check value {vending_key.check_value}"
