@@ -6,6 +6,8 @@ from typing import Any
 
 from django.db import models
 
+from kplc_sts.actors import actor_label as label_for
+
 from .models import AuditEvent
 
 
@@ -26,7 +28,7 @@ def audit_record(
     user = actor if getattr(actor, "is_authenticated", False) else None
     return AuditEvent.objects.create(
         actor=user,
-        actor_label=actor_label or (user.get_username() if user else "system"),
+        actor_label=label_for(actor, actor_label),
         action=action,
         object_type=object_type,
         object_id=str(object_id),

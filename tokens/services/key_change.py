@@ -11,7 +11,6 @@ import logging
 
 from django.db import transaction
 
-from audit.services import audit_record
 from campaigns import services as campaigns
 from campaigns.models import Campaign
 from meters.models import Meter
@@ -49,7 +48,6 @@ def key_change_set_under_lock(*, meter: Meter, campaign: Campaign, pan: str) -> 
         )
     except SameKeyRollover:
         logger.error("campaign %s would roll meter %s over onto the key it holds: refused", campaign.pk, meter.pk)
-        audit_record(action="key_change.refused_same_key", target=meter, campaign_id=campaign.pk)
         raise errors.KeyChangeUnsafe(
             f"The update for meter {meter.meter_number} would keep its key while clearing its token memory, "
             "which would let used tokens work again. Vending for it is held until the campaign's keys are fixed."
