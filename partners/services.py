@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from audit.services import audit_record
 
+from .keyversion import api_key_version_bump
 from .models import Partner, PartnerApiKey, PartnerDailyTotal
 
 KEY_SCHEME = "kplc"
@@ -108,6 +109,8 @@ _api_keys: dict[str, tuple[float, PartnerApiKey]] = {}
 
 def partner_api_key_cache_clear(**_kwargs: object) -> None:
     _api_keys.clear()
+    if not _kwargs.get("local_only"):  # a change made here: every other process drops its copy too
+        api_key_version_bump()
 
 
 def partner_api_key_authenticate(*, raw_key: str) -> PartnerApiKey | None:
