@@ -36,7 +36,7 @@ REDACTED = "[redacted]"
 _SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b(kplc_[0-9a-f]{8})\.[A-Za-z0-9_\-]{8,}"), r"\1." + REDACTED),
     (re.compile(r"(?i)\b(api-key|bearer)(\s+)[^\s\"',;]+"), r"\1\2" + REDACTED),
-    (re.compile(r"(?i)\b(sessionid|csrftoken)=[^;\s\"']+"), r"\1=" + REDACTED),
+    (re.compile(r"(?i)(sessionid|csrftoken)(=|%3D)[A-Za-z0-9]+"), r"\1\2" + REDACTED),  # also URL-encoded
     (re.compile(r"(/sms/delivery-reports/)[^/\s\"'?]+"), r"\1" + REDACTED),
     (re.compile(r"(/ussd/)[^/\s\"'?]+(?=/)"), r"\1" + REDACTED),
 )

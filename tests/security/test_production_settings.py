@@ -68,7 +68,10 @@ def test_production_requires_the_second_factor_and_short_sessions(tmp_path) -> N
 
 def test_proxy_ssl_header_is_trusted_only_with_a_configured_proxy(tmp_path) -> None:
     result = run_production(
-        ["-c", "import django; django.setup(); from django.conf import settings as s; print(s.SECURE_PROXY_SSL_HEADER)"],
+        [
+            "-c",
+            "import django; django.setup(); from django.conf import settings as s; print(s.SECURE_PROXY_SSL_HEADER)",
+        ],
         env={"TRUSTED_PROXIES": None},
         tmp=tmp_path,
     )
