@@ -38,6 +38,10 @@ from .clientip import address_in, client_ip
 
 logger = logging.getLogger(__name__)
 
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Multiprocess mode writes each value to a file in this directory from the first metric on.
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
 VENDS = Counter("kplc_vends", "Partner vend requests by outcome (issued, replayed or the error code)", ["outcome"])
 VEND_SECONDS = Histogram(
     "kplc_vend_duration_seconds",
