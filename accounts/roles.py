@@ -42,6 +42,9 @@ ROLES: dict[str, list[str]] = {
         "tokens.view_token_digits",
         "tokens.issue_management_token",
         "tokens.change_reversalrequest",
+        # Lift a staff sign-in lockout (django-axes); the unlock is audited.
+        "axes.view_accessattempt",
+        "axes.delete_accessattempt",
     ],
     AUDITOR: ["view:*"],
 }

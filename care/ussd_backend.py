@@ -152,9 +152,11 @@ class DjangoUssdBackend:
                 return (), False
         codes = tuple(key_change_set.codes)
         sent = False
-        if _sms_allowed(meter_number, "codes"):
+        # Only ever to the meter's registered phone: whoever dials gets the screen, never an SMS to a
+        # number of their choosing.
+        if meter.phone and _sms_allowed(meter_number, "codes"):
             message_queue(
-                recipient=phone,
+                recipient=meter.phone,
                 body=codes_only_render(meter_number=meter_number, codes=list(codes)),
                 purpose="codes",
                 meter=meter,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -22,6 +21,7 @@ from django.utils import timezone
 
 from campaigns.models import Batch, Campaign, CampaignDailyStat, CampaignTarget, Enrollment
 from campaigns.services import campaign_target_get
+from kplc_sts.csvsafe import csv_safe_row
 from kplc_sts.db import by_vendor
 from sms.models import Message, MessageTally
 from sms.tallies import batch_tallies
@@ -334,22 +334,6 @@ def vending_health(*, now: datetime) -> VendingHealth:
 
 # --- CSV export ----------------------------------------------------------------------------------
 
-_NUMBERISH = re.compile(r"[+-]?[0-9][0-9 .]*")
-
-
-def csv_safe(value: Any) -> Any:
-    """Neutralise spreadsheet formulas (a customer named "=HYPERLINK(...)") but keep +2547... phones."""
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return timezone.localtime(value).isoformat(timespec="seconds") if timezone.is_aware(value) else value
-    if isinstance(value, list | tuple):
-        value = " ".join(str(v) for v in value)
-    if isinstance(value, str) and value:
-        if value[0] in "=@\t\r" or (value[0] in "+-" and not _NUMBERISH.fullmatch(value)):
-            return "'" + value
-    return value
-
 
 class _Echo:
     def write(self, value: str) -> str:
@@ -377,7 +361,7 @@ def csv_stream(*, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Itera
     writer = csv.writer(_Echo())
     yield "\ufeff" + writer.writerow(header)  # the BOM makes Excel read UTF-8 names correctly
     for row in rows:
-        yield writer.writerow([csv_safe(value) for value in row])
+        yield writer.writerow(csv_safe_row(row))
 
 
 @dataclass(frozen=True)

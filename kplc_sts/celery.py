@@ -9,3 +9,21 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kplc_sts.settings.local")
 app = Celery("kplc_sts")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Request ids travel with the tasks a request enqueues; task failures are counted for /metrics.
+from .requestid import connect_celery_signals  # noqa: E402
+
+connect_celery_signals()
+
+
+def _count_task_failure(*args: object, **kwargs: object) -> None:
+    # Imported when a task fails, not here: this module is loaded before Django's apps are ready,
+    # and the metrics module reads models.
+    from .metrics import celery_task_failed
+
+    celery_task_failed(*args, **kwargs)
+
+
+from celery.signals import task_failure  # noqa: E402
+
+task_failure.connect(_count_task_failure, dispatch_uid="kplc_sts.metrics.task_failure", weak=False)

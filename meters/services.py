@@ -25,6 +25,7 @@ from django.db import connection, transaction
 
 from audit.services import audit_record
 from kplc_sts import clock
+from kplc_sts.csvsafe import SafeCsvWriter
 from tokens.sts import luhn_check_digit
 
 from .events import register_imported
@@ -92,7 +93,7 @@ class _Rejects:
 
     def add(self, line: int, meter_number: str, reason: str) -> None:
         self.count += 1
-        self._writer.writerow((line, meter_number[:40], reason))
+        self._writer.writerow((line, meter_number[:40], reason[:300]))  # a reason may quote a huge cell
 
     def rows(self) -> Iterator[tuple[int, str, str]]:
         self._spool.seek(0)
@@ -218,23 +219,32 @@ def _valid_rows(
     rows = 0
     previous = reader.line_num
     try:
-        for fields in reader:
-            # A quoted field may span lines: report the line the record starts on.
-            line = previous + 1
-            previous = reader.line_num
-            if not fields:
-                continue  # blank line
-            rows += 1
-            result = meter_row_validate(fields)
-            if isinstance(result, str):
-                rejects.add(line, fields[0].strip(), result)
-            else:
-                yield line, result
-            if progress is not None and rows % _PROGRESS_EVERY == 0:
-                progress(raw.tell())
-    except csv.Error as exc:
-        # A malformed quote can swallow the rest of the file: refuse it rather than guess.
-        raise MeterImportError(f"line {reader.line_num}: {exc}") from None
+        while True:
+            try:
+                for fields in reader:
+                    # A quoted field may span lines: report the line the record starts on.
+                    line = previous + 1
+                    previous = reader.line_num
+                    if not fields:
+                        continue  # blank line
+                    rows += 1
+                    result = meter_row_validate(fields)
+                    if isinstance(result, str):
+                        rejects.add(line, fields[0].strip(), result)
+                    else:
+                        yield line, result
+                    if progress is not None and rows % _PROGRESS_EVERY == 0:
+                        progress(raw.tell())
+                break
+            except csv.Error as exc:
+                if "field larger than field limit" not in str(exc):
+                    # A malformed quote can swallow the rest of the file: refuse it rather than guess.
+                    raise MeterImportError(f"line {reader.line_num}: {exc}") from None
+                # One oversized field (no register column is anywhere near the limit): the reader drops
+                # the rest of that line, so the row is rejected and the next line reads normally.
+                rows += 1
+                rejects.add(previous + 1, "", f"a field is longer than {csv.field_size_limit()} characters")
+                previous = reader.line_num
     finally:
         counter[0] = rows
     if progress is not None:
@@ -247,7 +257,7 @@ def _line_of(reject: tuple[int, str, str]) -> int:
 
 def _write_rejects(path: Path, sorted_streams: Sequence[Iterator[tuple[int, str, str]]]) -> None:
     with open(path, "w", encoding="utf-8", newline="") as out:
-        writer = csv.writer(out)
+        writer = SafeCsvWriter(out)  # rejected cells are the file's own text: `=cmd|...` must stay text
         writer.writerow(REJECTS_HEADER)
         merged: Iterator[tuple[int, str, str]] = heapq.merge(*sorted_streams, key=_line_of)
         writer.writerows(merged)

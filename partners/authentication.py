@@ -14,8 +14,10 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
+from kplc_sts.clientip import client_ip
 from kplc_sts.ratelimit import Window, redis_url_of_cache, window_count
 
+from .keyversion import api_key_cache_sync
 from .models import Partner, PartnerApiKey
 from .services import partner_api_key_authenticate, partner_ip_allowed
 
@@ -57,6 +59,7 @@ class ApiKeyAuthentication(BaseAuthentication):
             raw_key = header[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid API key.") from None
+        api_key_cache_sync()  # a key revoked or edited in another process is not trusted from the cache
         api_key = partner_api_key_authenticate(raw_key=raw_key)
         if api_key is None:
             logger.warning("partner API: rejected an invalid or revoked key (prefix %s)", raw_key[5:13])
@@ -82,7 +85,8 @@ class IsPartner(BasePermission):
         principal = request.user
         if not isinstance(principal, PartnerPrincipal):
             return False
-        if not partner_ip_allowed(partner=principal.partner, ip=request.META.get("REMOTE_ADDR", "")):
+        # Behind our proxy REMOTE_ADDR is the proxy: client_ip believes X-Forwarded-For from TRUSTED_PROXIES only.
+        if not partner_ip_allowed(partner=principal.partner, ip=client_ip(request)):
             logger.warning("partner API: partner %s called from a disallowed address", principal.partner.pk)
             raise IpNotAllowed()
         return True

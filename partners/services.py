@@ -18,6 +18,7 @@ from audit.services import audit_record
 from kplc_sts import clock
 from kplc_sts.db import is_postgres
 
+from .keyversion import api_key_version_bump
 from .models import Partner, PartnerApiKey, PartnerDailyTotal
 
 KEY_SCHEME = "kplc"
@@ -112,6 +113,8 @@ _api_keys: TTLCache[str, PartnerApiKey] = TTLCache(
 
 def partner_api_key_cache_clear(**_kwargs: object) -> None:
     _api_keys.clear()
+    if not _kwargs.get("local_only"):  # a change made here: every other process drops its copy too
+        api_key_version_bump()
 
 
 def partner_api_key_authenticate(*, raw_key: str) -> PartnerApiKey | None:

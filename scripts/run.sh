@@ -16,6 +16,9 @@ fi
 export AT_API_URL=${AT_API_URL:-http://127.0.0.1:$GATEWAY_PORT}
 export SMS_BACKEND=${SMS_BACKEND:-sms.backends.africastalking.AfricasTalkingBackend}
 export SMS_DELIVERY_REPORT_SECRET=${SMS_DELIVERY_REPORT_SECRET:-demo-dlr-secret}
+# Demo values (production refuses them): the USSD callback's secret path and the /metrics token.
+export USSD_CALLBACK_SECRET=${USSD_CALLBACK_SECRET:-demo-ussd-secret}
+export METRICS_TOKEN=${METRICS_TOKEN:-demo-metrics-token}
 
 "$PY" manage.py migrate --noinput
 "$PY" manage.py collectstatic --noinput >/dev/null
@@ -41,4 +44,7 @@ else
 fi
 
 echo "Back office: http://127.0.0.1:$PORT/dashboard/  admin: http://127.0.0.1:$PORT/admin/  health: http://127.0.0.1:$PORT/healthz"
+echo "USSD callback (Africa's Talking posts here): http://127.0.0.1:$PORT/ussd/$USSD_CALLBACK_SECRET/"
+echo "  try it: $PY manage.py ussd_simulate --phone +254700000001"
+echo "Metrics: curl -H 'Authorization: Bearer $METRICS_TOKEN' http://127.0.0.1:$PORT/metrics"
 "$PY" manage.py runserver "127.0.0.1:$PORT"

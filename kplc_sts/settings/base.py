@@ -7,34 +7,24 @@ See `.env.example` for the full list. Environment-specific modules (`local`, `te
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+
+from kplc_sts.envconf import env, env_networks, env_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("KPLC_VAR_DIR", BASE_DIR / "var"))
 
 
 def env_bool(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    # Strict: "ture" refuses to start instead of silently meaning False (kplc_sts.envconf).
+    return env.bool(name, default=default)
 
 
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
-
-
-def env_secret(name: str) -> str | None:
-    """Read NAME, or the contents of the file named by NAME_FILE (for Docker/K8s secrets)."""
-    value = os.environ.get(name)
-    if value:
-        return value.strip()
-    path = os.environ.get(f"{name}_FILE")
-    if path:
-        return Path(path).read_text().strip()
-    return None
 
 
 SECRET_KEY = env_secret("DJANGO_SECRET_KEY") or "insecure-dev-only-key-change-me"
@@ -49,6 +39,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "csp",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -64,6 +58,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: drop proxy headers not set by a configured proxy, then give the request its id.
+    "kplc_sts.middleware.TrustedProxyMiddleware",
+    "kplc_sts.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -71,7 +68,12 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "accounts.twofactor.StaffSessionMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "kplc_sts.urls"
@@ -96,7 +98,9 @@ TEMPLATES = [
 # DATABASE_URL unset: a SQLite file for the embedded demo. PostgreSQL is the production and CI
 # database; a few features (COPY import, SKIP LOCKED claiming) use it when it is there.
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+# Health checks: a persistent connection killed by a PostgreSQL restart or failover is noticed and
+# reopened at the start of the next request instead of failing it (issue 11, finding 5).
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tasks run in-process next to web requests and the demo's ticker writes from another process:
     # take the write lock at BEGIN (no read-to-write upgrade deadlock) and let readers run beside
@@ -163,6 +167,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "interval_max": 0.5,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers log through LOGGING below (redaction, JSON, request ids) instead of Celery's own handlers.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- STS vending-key custody --------------------------------------------------------------
 # 32-byte key-encryption key (64 hex characters) that wraps vending keys at rest.
@@ -179,21 +185,21 @@ AT_API_URL = os.environ.get("AT_API_URL", "http://127.0.0.1:8025")
 # Delivery reports are POSTed to /sms/delivery-reports/<secret>/ (AT signs nothing).
 SMS_DELIVERY_REPORT_SECRET = env_secret("SMS_DELIVERY_REPORT_SECRET") or "dev-delivery-report-secret"
 # Messages per second across all workers (0 = unlimited); shared through Redis when there is one.
-SMS_SEND_RATE = int(os.environ.get("SMS_SEND_RATE", "100"))
+SMS_SEND_RATE = env.int("SMS_SEND_RATE", default=100)
 SMS_RATE_REDIS_URL = os.environ.get("SMS_RATE_REDIS_URL") or next(
     (url for url in (CACHE_URL, CELERY_BROKER_URL) if url.startswith("redis")), ""
 )
-SMS_MAX_ATTEMPTS = int(os.environ.get("SMS_MAX_ATTEMPTS", "6"))
-SMS_RETRY_BASE_SECONDS = float(os.environ.get("SMS_RETRY_BASE_SECONDS", "30"))
-SMS_RETRY_MAX_SECONDS = float(os.environ.get("SMS_RETRY_MAX_SECONDS", "900"))  # below the visibility timeout
-SMS_SENDING_STALE_SECONDS = float(os.environ.get("SMS_SENDING_STALE_SECONDS", "120"))
+SMS_MAX_ATTEMPTS = env.int("SMS_MAX_ATTEMPTS", default=6)
+SMS_RETRY_BASE_SECONDS = env.float("SMS_RETRY_BASE_SECONDS", default=30)
+SMS_RETRY_MAX_SECONDS = env.float("SMS_RETRY_MAX_SECONDS", default=900)  # below the visibility timeout
+SMS_SENDING_STALE_SECONDS = env.float("SMS_SENDING_STALE_SECONDS", default=120)
 # A message stuck in sending is re-sent only after this long without a delivery report for its number
 # (longer than the gateway takes to report); a report in that time means the gateway took it.
-SMS_DLR_GRACE_SECONDS = float(os.environ.get("SMS_DLR_GRACE_SECONDS", "180"))
-SMS_TASK_TIME_BUDGET = float(os.environ.get("SMS_TASK_TIME_BUDGET", "60"))  # below CELERY_TASK_SOFT_TIME_LIMIT
-SMS_DISPATCH_CHUNK = int(os.environ.get("SMS_DISPATCH_CHUNK", "100"))
-SMS_CLAIM_CHUNK = int(os.environ.get("SMS_CLAIM_CHUNK", "100"))  # claimed together; stored set-based together
-SMS_SWEEP_LIMIT = int(os.environ.get("SMS_SWEEP_LIMIT", "50000"))
+SMS_DLR_GRACE_SECONDS = env.float("SMS_DLR_GRACE_SECONDS", default=180)
+SMS_TASK_TIME_BUDGET = env.float("SMS_TASK_TIME_BUDGET", default=60)  # below CELERY_TASK_SOFT_TIME_LIMIT
+SMS_DISPATCH_CHUNK = env.int("SMS_DISPATCH_CHUNK", default=100)
+SMS_CLAIM_CHUNK = env.int("SMS_CLAIM_CHUNK", default=100)  # claimed together; stored set-based together
+SMS_SWEEP_LIMIT = env.int("SMS_SWEEP_LIMIT", default=50000)
 SMS_CODES_QUEUE = "sms_codes"
 SMS_NOTICE_QUEUE = "sms_notices"
 # Workers: `celery -A kplc_sts worker -Q sms_codes,sms_notices,celery`; in production give
@@ -221,14 +227,15 @@ TARIFF = {
 }
 PARTNER_DEFAULT_THROTTLE_RATE = os.environ.get("PARTNER_DEFAULT_THROTTLE_RATE", "3000/min")
 # *977#: requests per phone per minute, and SMS copies of codes or tokens per meter per hour.
-USSD_RATE_LIMIT_PER_MINUTE = int(os.environ.get("USSD_RATE_LIMIT_PER_MINUTE", "30"))
-USSD_SMS_COPIES_PER_HOUR = int(os.environ.get("USSD_SMS_COPIES_PER_HOUR", "3"))
+USSD_RATE_LIMIT_PER_MINUTE = env.int("USSD_RATE_LIMIT_PER_MINUTE", default=30)
+USSD_SMS_COPIES_PER_HOUR = env.int("USSD_SMS_COPIES_PER_HOUR", default=3)
 
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSONParser that answers 400 MALFORMED_REQUEST to JSON nested deep enough to exhaust the stack.
+    "DEFAULT_PARSER_CLASSES": ["tokens.api.parsers.BoundedJSONParser"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "KPLC STS vending partner API",
@@ -242,23 +249,108 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Logging --------------------------------------------------------------------------------
-# Every handler passes through the redaction filter: a 20-digit token must never reach a log.
+# Every handler passes through the redaction filter and formatter: token digits, callback secrets,
+# API keys, the KEK and session ids never reach a log line, tracebacks included. LOG_FORMAT=json
+# (the production default) writes one JSON object per line; each carries the request id.
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_tokens": {"()": "kplc_sts.logging.RedactTokenDigitsFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {
+        "redact_tokens": {"()": "kplc_sts.logging.RedactTokenDigitsFilter"},
+        "request_id": {"()": "kplc_sts.logging.RequestIdFilter"},
+    },
+    "formatters": {
+        "plain": {
+            "()": "kplc_sts.logging.RedactingFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        },
+        "json": {
+            "()": "kplc_sts.logging.RedactingJsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["redact_tokens"],
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["request_id", "redact_tokens"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Reverse proxy --------------------------------------------------------------------------------
+# Addresses of the TLS-terminating proxies in front of gunicorn. Only requests from them may say who
+# the client is (X-Forwarded-For) or that the request came over HTTPS (X-Forwarded-Proto); from
+# anyone else those headers are dropped (kplc_sts.middleware.TrustedProxyMiddleware).
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
+if TRUSTED_PROXIES:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Africa's Talking callbacks -----------------------------------------------------------------
+# AT signs neither callback: the secret path segment is the guard (/ussd/<secret>/), and the
+# optional allowlists name the networks AT calls from. With a secret set the bare /ussd/ refuses.
+USSD_CALLBACK_SECRET = env_secret("USSD_CALLBACK_SECRET") or ""
+USSD_ALLOWED_NETWORKS = env_networks("USSD_ALLOWED_NETWORKS")
+SMS_DLR_ALLOWED_NETWORKS = env_networks("SMS_DLR_ALLOWED_NETWORKS")
+
+# --- Staff sign-in: lockout (django-axes), second factor (django-otp), sessions -------------------
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out username+address
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "kplc_sts.clientip.client_ip"
+AXES_HTTP_RESPONSE_CODE = 429
+# A second factor for staff who can reveal token digits, issue management tokens or decide
+# reversals, and for superusers. Production requires it; the demo and the tests do not.
+STAFF_2FA_REQUIRED = env_bool("STAFF_2FA_REQUIRED", False)
+OTP_TOTP_ISSUER = "KPLC back office"
+# Staff sessions: at most 8 hours, and 30 minutes idle ends them (SESSION_SAVE_EVERY_REQUEST slides
+# the idle window; accounts.middleware enforces the absolute limit).
+SESSION_COOKIE_AGE = env.int("SESSION_IDLE_SECONDS", default=30 * 60)
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_MAX_AGE_SECONDS = env.int("SESSION_MAX_AGE_SECONDS", default=8 * 3600)
+SESSION_COOKIE_HTTPONLY = True
+
+# --- Content-Security-Policy (django-csp) ---------------------------------------------------------
+# Scripts only from our own origin: Chart.js and the Swagger UI are served locally. Inline style
+# *attributes* stay allowed (the funnel bars' widths); they cannot run script, and <style> elements
+# or foreign stylesheets are still refused.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- Metrics (GET /metrics, Prometheus text format) ----------------------------------------------
+# Answered only with "Authorization: Bearer <METRICS_TOKEN>" or to a client in METRICS_ALLOWED_NETWORKS;
+# with neither configured it answers nobody. Under gunicorn set PROMETHEUS_MULTIPROC_DIR (an empty,
+# per-host directory) so every worker's counters are summed.
+METRICS_TOKEN = env_secret("METRICS_TOKEN") or ""
+METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS")
 
 # --- Clock (kplc_sts/clock.py) ----------------------------------------------------------------------
 # Unset: the wall clock. A rehearsal runs every process on one accelerated clock: the simulated
@@ -270,5 +362,5 @@ if os.environ.get("CLOCK_START"):
     CLOCK_START = _dt.datetime.fromisoformat(os.environ["CLOCK_START"])
     if CLOCK_START.tzinfo is None:
         raise ValueError("CLOCK_START must carry a zone, e.g. 2024-06-12T08:00:00+03:00")
-CLOCK_WALL_START = float(os.environ.get("CLOCK_WALL_START", "0") or 0)
-CLOCK_SPEED = float(os.environ.get("CLOCK_SPEED", "1") or 1)
+CLOCK_WALL_START = env.float("CLOCK_WALL_START", default=0.0)
+CLOCK_SPEED = env.float("CLOCK_SPEED", default=1.0)

@@ -13,6 +13,7 @@ from django.utils import timezone
 from campaigns.models import Enrollment
 from campaigns.services import batch_schedule, enrollment_mark_failed
 from dashboard import services
+from kplc_sts.csvsafe import csv_safe
 from sms.models import Message, MessageTally
 from tokens import stats
 from tokens.models import ApiErrorStat, VendMinuteStat
@@ -87,12 +88,12 @@ def test_sms_queue_depth_counts_queued_and_sending(campaign, meter_factory):
 
 
 def test_csv_safe_defuses_formulas_but_keeps_phone_numbers():
-    assert services.csv_safe("=HYPERLINK(1)") == "'=HYPERLINK(1)"
-    assert services.csv_safe("@SUM(A1)") == "'@SUM(A1)"
-    assert services.csv_safe("+254712345678") == "+254712345678"
-    assert services.csv_safe("-5") == "-5"
-    assert services.csv_safe("+cmd|x") == "'+cmd|x"
-    assert services.csv_safe(["Nairobi", "Coast"]) == "Nairobi Coast"
+    assert csv_safe("=HYPERLINK(1)") == "'=HYPERLINK(1)"
+    assert csv_safe("@SUM(A1)") == "'@SUM(A1)"
+    assert csv_safe("+254712345678") == "+254712345678"
+    assert csv_safe("-5") == "-5"
+    assert csv_safe("+cmd|x") == "'+cmd|x"
+    assert csv_safe(["Nairobi", "Coast"]) == "Nairobi Coast"
 
 
 def test_keyset_iteration_crosses_chunk_boundaries(meter_factory):

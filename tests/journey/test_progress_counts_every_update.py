@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
@@ -161,6 +162,7 @@ def test_every_update_counts_and_the_later_batch_notifies_only_who_still_needs_i
         assert (step["confirmed"], step["outside_batch"], step["remaining"]) == (2, 3, 6)
 
     with time_machine.travel(PAST_ROLLOVER + dt.timedelta(days=2, minutes=1), tick=True):
+        manager.force_login(User.objects.get(username="manager"))  # two days on: the idle session ended
         assert later.pk in batches_start_due()
         notified = set(Message.objects.filter(batch_id=later.pk, purpose="notice").values_list("meter_id", flat=True))
         assert notified == {meter.pk for meter in in_later[1:]}  # not the early buyer, who is confirmed

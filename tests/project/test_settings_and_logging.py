@@ -3,34 +3,25 @@
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from django.db import connection
 
 from kplc_sts.logging import RedactTokenDigitsFilter, redact_token_digits
+from tests.security.production_env import start_production
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 def _import_production_settings(**env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("STS_KEK", "DJANGO_SECRET_KEY"))}
-    clean.update(env, DJANGO_SETTINGS_MODULE="kplc_sts.settings.production")
-    return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); print('started')"],
-        cwd=PROJECT_DIR,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    # Every other documented production variable set, the KEK and secret key only as given here.
+    return start_production({"STS_KEK": None, "DJANGO_SECRET_KEY": None, **env})
 
 
 def test_production_refuses_to_start_without_a_key_encryption_key() -> None:
-    result = _import_production_settings(DJANGO_SECRET_KEY="x" * 50)
+    result = _import_production_settings(DJANGO_SECRET_KEY="x" * 60)
     assert result.returncode != 0
     assert "STS_KEK" in result.stderr
 
@@ -44,7 +35,7 @@ def test_production_refuses_to_start_without_a_secret_key() -> None:
 def test_production_starts_with_secrets_from_files(tmp_path: Path) -> None:
     kek_file = tmp_path / "kek"
     kek_file.write_text("cd" * 32)
-    result = _import_production_settings(DJANGO_SECRET_KEY="y" * 50, STS_KEK_FILE=str(kek_file))
+    result = _import_production_settings(DJANGO_SECRET_KEY="y" * 60, STS_KEK_FILE=str(kek_file))
     assert result.returncode == 0, result.stderr
     assert "started" in result.stdout
 

@@ -12,6 +12,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from kplc_sts.metrics import api_error_observe
 from tokens.errors import VendError
 from tokens.stats import api_error_record
 
@@ -81,6 +82,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     response = _error_response(exc)
     if response is not None:
         api_error_count(response.data["error"]["code"])
+        api_error_observe(response.data["error"]["code"])
     return response
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.core.validators import RegexValidator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -68,7 +69,13 @@ class VendRequestSerializer(serializers.Serializer):
 
 
 class ReversalRequestSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=500, help_text="Why the sale should be reversed")
+    # The pattern puts "not blank" into the schema: a reason of spaces is trimmed to "" and refused,
+    # so the schema must not call it valid either.
+    reason = serializers.CharField(
+        max_length=500,
+        help_text="Why the sale should be reversed",
+        validators=[RegexValidator(r"\S", message="Give a reason.")],
+    )
 
 
 # --- Response shapes (documentation only: responses are built by tokens.services) -------------------

@@ -1,13 +1,14 @@
 """Play a *977# session against the USSD callback, scripted or interactively.
 
-manage.py ussd_simulate --url http://127.0.0.1:8000/ussd/ --phone +254712345678 1*54000000015
-manage.py ussd_simulate --url http://127.0.0.1:8000/ussd/ --phone 0712345678      # interactive
+manage.py ussd_simulate --phone +254712345678 1*54000000015   # URL from USSD_CALLBACK_SECRET
+manage.py ussd_simulate --url http://127.0.0.1:8000/ussd/SECRET/ --phone 0712345678      # interactive
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from care.ussd_simulator import UssdSession, http_poster, split_steps
@@ -18,13 +19,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("steps", nargs="?", default=None, help="Inputs joined by * (omit for interactive)")
-        parser.add_argument("--url", default="http://127.0.0.1:8000/ussd/")
+        parser.add_argument(
+            "--url", default=None, help="the callback (default: this settings' /ussd/<USSD_CALLBACK_SECRET>/ on :8000)"
+        )
         parser.add_argument("--phone", default="+254700000001")
         parser.add_argument("--service-code", default="*977#")
         parser.add_argument("--session-id", default=None, help="Reuse a session id (to replay a session)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        session = UssdSession(post=http_poster(options["url"]), phone=options["phone"])
+        secret = settings.USSD_CALLBACK_SECRET
+        url = options["url"] or (f"http://127.0.0.1:8000/ussd/{secret}/" if secret else "http://127.0.0.1:8000/ussd/")
+        session = UssdSession(post=http_poster(url), phone=options["phone"])
         session.service_code = options["service_code"]
         if options["session_id"]:
             session.session_id = options["session_id"]

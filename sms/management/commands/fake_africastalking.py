@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from kplc_sts.logging import redact
 from sms.fake_gateway import FakeAfricasTalking, GatewayConfig
 
 
@@ -48,7 +49,9 @@ class Command(BaseCommand):
             number_status=number_status,
         )
         gateway = FakeAfricasTalking(config, host=options["host"], port=options["port"])
-        self.stdout.write(f"fake Africa's Talking on {gateway.url} (callback {config.callback_url or 'none'})")
+        # The callback URL holds the delivery-report secret: this line lands in a log file.
+        callback = redact(config.callback_url) if config.callback_url else "none"
+        self.stdout.write(f"fake Africa's Talking on {gateway.url} (callback {callback})")
         self.stdout.flush()
         try:
             gateway.serve_forever()
