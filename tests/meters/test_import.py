@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection, transaction
 
 from audit.models import AuditEvent
+from kplc_sts.db import portable_forced
 from meters.models import Meter
 from meters.services import HEADER, MeterImportError, meter_import
 from tests.factories import luhn_complete
@@ -254,3 +256,30 @@ def test_a_file_with_only_bad_rows_still_succeeds(write_csv) -> None:
     stdout = io.StringIO()
     call_command("import_meters", str(write_csv([meter_row(BAD_LUHN)])), stdout=stdout)
     assert "1 rows read: 0 inserted, 0 updated, 0 unchanged, 1 rejected" in stdout.getvalue()
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="compares the COPY loader with the portable one; elsewhere only the portable one runs",
+)
+def test_copy_and_portable_loaders_load_and_reject_alike(write_csv, tmp_path):
+    first = write_csv(MIXED_ROWS, name="first.csv")
+    fresh = luhn_complete("5400000099")
+    again = write_csv([meter_row(GOOD_A, customer_name="Renamed"), meter_row(fresh)], name="again.csv")
+
+    def load() -> list[object]:
+        with transaction.atomic():
+            results = [meter_import(path=first), meter_import(path=again)]
+            seen = [
+                [(r.rows_read, r.inserted, r.updated, r.unchanged, r.rejected) for r in results],
+                read_rejects(results[0].rejects_path),
+                sorted(Meter.objects.values_list("meter_number", "customer_name", "phone", "krn", "ea", "region")),
+            ]
+            transaction.set_rollback(True)
+        return seen
+
+    native = load()
+    with portable_forced():
+        portable = load()
+    assert portable == native
+    assert native[0][1][1:3] == (1, 1)  # the second file inserts one meter and updates the other
