@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
+
+from campaigns.models import Campaign
+from campaigns.texts import vend_sms_render
+from meters.models import Meter
 
 from .sts import format_token
 
@@ -29,6 +34,22 @@ def tokens_list(*, codes: list[str], credit_digits: str) -> list[dict[str, Any]]
     for item in items:
         item["display"] = format_token(item["digits"])
     return items
+
+
+def vend_sms_text(
+    *, meter: Meter, campaign: Campaign | None, codes: list[str], token: str, units: Decimal, amount: Decimal
+) -> str:
+    """The customer SMS of a sale (first sent or resent): the campaign's codes template when the
+    sale carried its codes, else the token alone."""
+    return vend_sms_render(
+        template=campaign.codes_template if campaign is not None and codes else None,
+        meter_number=meter.meter_number,
+        name=meter.customer_name,
+        codes=codes,
+        token=token,
+        units=f"{units} kWh",
+        amount=str(amount),
+    )
 
 
 def instruction_for(codes: list[str]) -> str:

@@ -13,7 +13,6 @@ from django.db import transaction
 
 from audit.services import audit_record
 from campaigns.models import Campaign
-from campaigns.texts import vend_sms_render
 from kplc_sts import clock
 from kplc_sts.actors import actor_label as label_for
 from partners.models import Partner
@@ -21,6 +20,7 @@ from sms.services import message_queue
 
 from .. import errors
 from ..models import ReversalRequest, Vend
+from ..receipts import vend_sms_text
 
 
 def vend_get(*, partner: Partner, reference: str) -> Vend:
@@ -52,14 +52,8 @@ def vend_sms_resend(*, vend: Vend, actor: Any = None, actor_label: str = "", rec
     phone = recipient or vend.customer_phone or meter.phone
     if not phone:
         return False
-    text = vend_sms_render(
-        template=campaign.codes_template if campaign is not None else None,
-        meter_number=meter.meter_number,
-        name=meter.customer_name,
-        codes=codes,
-        token=credit,
-        units=f"{vend.units} kWh",
-        amount=str(vend.amount),
+    text = vend_sms_text(
+        meter=meter, campaign=campaign, codes=codes, token=credit, units=vend.units, amount=vend.amount
     )
     with transaction.atomic():
         message_queue(recipient=phone, body=text, purpose="codes" if codes else "token", meter=meter, vend_id=vend.pk)

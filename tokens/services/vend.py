@@ -26,7 +26,6 @@ from django.db import IntegrityError, transaction
 from campaigns import rules
 from campaigns import services as campaigns
 from campaigns.models import Campaign, Enrollment
-from campaigns.texts import vend_sms_render
 from kplc_sts import clock
 from meters.models import Meter
 from partners.models import Partner
@@ -38,7 +37,7 @@ from ..digests import token_digest_index_issued
 from ..keys import MeterKey, meter_decoder_key
 from ..models import IssuedToken, KeyChangeSet, TidCounter, Vend
 from ..plan import VendFacts, VendPlan, vend_plan
-from ..receipts import instruction_for, tokens_list
+from ..receipts import instruction_for, tokens_list, vend_sms_text
 from ..selectors import statements, vend_facts_load
 from ..stats import vend_minute_record
 from ..sts import (
@@ -260,14 +259,8 @@ def _vend_notify(*, vend: Vend, meter: Meter, plan: VendPlan, codes: list[str], 
     if not recipient:
         return
     campaign = _campaign_of(plan) if codes else None
-    body = vend_sms_render(
-        template=campaign.codes_template if campaign is not None else None,
-        meter_number=meter.meter_number,
-        name=meter.customer_name,
-        codes=codes,
-        token=digits,
-        units=f"{vend.units} kWh",
-        amount=str(vend.amount),
+    body = vend_sms_text(
+        meter=meter, campaign=campaign, codes=codes, token=digits, units=vend.units, amount=vend.amount
     )
     message_queue(
         recipient=recipient,
