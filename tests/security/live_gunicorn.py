@@ -5,7 +5,6 @@ which the log tests grep. PostgreSQL only: the server process must share the tes
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,8 +20,7 @@ from django.conf import settings
 from django.db import connection
 
 from tests.security.production_env import _SCRUB, PRODUCTION_ENV, PROJECT_DIR
-
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+from tests.support import REDIS_URL, process_group_stop
 
 
 @dataclass
@@ -95,9 +93,4 @@ def live_gunicorn(tmp_path: Path, **extra_env: str) -> Iterator[LiveServer]:
             time.sleep(0.2)
         yield server
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        process_group_stop(process)

@@ -14,13 +14,12 @@ import sys
 import time
 
 import pytest
-import redis
 from django.conf import settings
-from django.db import connection
 
 from kplc_sts.logging import redact
-from tests.security.live_gunicorn import REDIS_URL, live_gunicorn
+from tests.security.live_gunicorn import live_gunicorn
 from tests.security.production_env import PRODUCTION_ENV, PROJECT_DIR
+from tests.support import needs_postgres_and_redis
 from tests.vending.factories import load_vending_keys, make_partner
 
 SECRET_NAMES = (
@@ -36,12 +35,7 @@ SESSION_ID = "q8z1r0k3v7m2n4b6c9x5l0p2w8e4t6y1"
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_no_secret_or_token_in_the_logs_of_a_real_run(tmp_path, meter_factory) -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("the server process must share a PostgreSQL test database")
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
-    except redis.RedisError:
-        pytest.skip(f"no Redis at {REDIS_URL}")
+    needs_postgres_and_redis("the server process must share a PostgreSQL test database")
     load_vending_keys()
     _partner, api_key = make_partner()
     meter = meter_factory.create(krn=2, base_date=2014, key_state="confirmed")

@@ -28,22 +28,17 @@ from campaigns.services import batch_schedule, batches_start_due, campaign_creat
 from sms.models import Message
 from sms.services import messages_sweep
 from tests.factories import campaign_sms_tally, sms_tally
+from tests.support import REDIS_URL, needs_postgres_and_redis, process_group_stop
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 BASE_DIR = Path(django_settings.BASE_DIR)
 QUEUES = ("sms_notices", "sms_codes")
 
 
 @pytest.fixture(autouse=True)
 def _requirements():
-    if connection.vendor != "postgresql":
-        pytest.skip("a worker process can only share a PostgreSQL test database")
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
-    except redis.RedisError:
-        pytest.skip(f"no Redis at {REDIS_URL}")
+    needs_postgres_and_redis("a worker process can only share a PostgreSQL test database")
 
 
 def _reset_pools(app) -> None:
@@ -146,12 +141,7 @@ def start_worker(gateway, broker, tmp_path):
     yield start
     for process in started:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            process_group_stop(process)
     connection.close()
 
 

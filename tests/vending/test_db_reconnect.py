@@ -12,10 +12,10 @@ import json
 
 import psycopg2
 import pytest
-import redis
 from django.db import connection
 
-from tests.security.live_gunicorn import REDIS_URL, live_gunicorn
+from tests.security.live_gunicorn import live_gunicorn
+from tests.support import needs_postgres_and_redis
 from tests.vending.factories import load_vending_keys, make_partner
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -23,12 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture(autouse=True)
 def _requirements():
-    if connection.vendor != "postgresql":
-        pytest.skip("pg_terminate_backend is PostgreSQL's; CI runs this on PostgreSQL")
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
-    except redis.RedisError:
-        pytest.skip(f"no Redis at {REDIS_URL}")
+    needs_postgres_and_redis("pg_terminate_backend is PostgreSQL's; CI runs this on PostgreSQL")
 
 
 def terminate_other_backends() -> int:

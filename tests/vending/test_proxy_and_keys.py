@@ -8,13 +8,13 @@ import subprocess
 import sys
 
 import pytest
-import redis
 from django.conf import settings as django_settings
 from django.core.cache import caches
 from django.db import connection
 from rest_framework.test import APIClient
 
 from partners.models import PartnerApiKey
+from tests.support import REDIS_URL, needs_postgres_and_redis
 from tests.vending.factories import make_partner
 
 pytestmark = pytest.mark.django_db
@@ -57,18 +57,11 @@ def test_a_chain_of_our_proxies_is_walked(allowlisted, api) -> None:
 
 # --- revocation across processes -------------------------------------------------------------------
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
-
 
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_a_key_revoked_in_another_process_is_refused_at_once(settings) -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("the other process must share a PostgreSQL test database")
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
-    except redis.RedisError:
-        pytest.skip(f"no Redis at {REDIS_URL}")
+    needs_postgres_and_redis("the other process must share a PostgreSQL test database")
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
     caches["default"].clear()
     try:

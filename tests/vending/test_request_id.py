@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,11 +17,12 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from kplc_sts.celery import app
+from tests.support import REDIS_URL, process_group_stop
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
-QUEUE = "sms_codes"
+# A queue of its own: other tests running in parallel start workers on the shared broker too.
+QUEUE = f"sms_codes_rid_{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture
@@ -41,6 +41,7 @@ def broker(settings):
     app.amqp._producer_pool = None
     settings.CELERY_TASK_ALWAYS_EAGER = False
     settings.CELERY_BROKER_URL = REDIS_URL
+    settings.SMS_CODES_QUEUE = QUEUE
     yield client
     app.conf.update(**saved)
     app._pool = None
@@ -104,12 +105,7 @@ def test_the_vends_request_id_reaches_the_sms_task_in_the_worker(
                 raise AssertionError("no task line from the worker:\n" + log.read_text()[-3000:])
             time.sleep(0.3)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        process_group_stop(process)
         connection.close()
     task = next(r for r in _task_lines(log) if r["message"].startswith("task sms.send_messages"))
     assert task["request_id"] == request_id
