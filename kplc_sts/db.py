@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import threading
 from collections.abc import Iterator, Mapping
 from types import ModuleType
@@ -77,19 +78,25 @@ def upsert_increment(model: type[models.Model], keys: Mapping[str, Any], **delta
     `INSERT ... ON CONFLICT (keys) DO UPDATE SET col = col + excluded.col` works on PostgreSQL and
     SQLite (>= 3.24); the conflict target must be a unique constraint over exactly `keys`.
     """
-    changed = {name: value for name, value in deltas.items() if value}
+    changed = tuple(name for name, value in deltas.items() if value)
     if not changed:
         return
-    table = model._meta.db_table
     row = {**_insert_defaults(model), **keys, **deltas}
-    placeholders = ", ".join(["%s"] * len(row))
-    updates = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in changed)
+    sql = _upsert_sql(model, tuple(row), tuple(keys), changed)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} ({', '.join(row)}) VALUES ({placeholders}) "  # noqa: S608 - model names
-            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}",
-            [sql_value(value) for value in row.values()],
-        )
+        cursor.execute(sql, [sql_value(value) for value in row.values()])
+
+
+@functools.cache
+def _upsert_sql(
+    model: type[models.Model], columns: tuple[str, ...], keys: tuple[str, ...], changed: tuple[str, ...]
+) -> str:
+    table = model._meta.db_table
+    updates = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in changed)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "  # noqa: S608
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+    )
 
 
 _fields_cache: dict[type[models.Model], dict[str, Any]] = {}
