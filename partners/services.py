@@ -9,17 +9,19 @@ import secrets
 import time
 from datetime import date
 from decimal import Decimal
-from typing import Any
 
 from cachetools import TTLCache
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 
 from audit.services import audit_record
 from kplc_sts import clock
-from kplc_sts.db import is_postgres
+from kplc_sts.db import by_vendor
 
+from . import _pg, _portable
 from .keyversion import api_key_version_bump
 from .models import Partner, PartnerApiKey, PartnerDailyTotal
+
+statements = by_vendor(pg=_pg, portable=_portable)
 
 KEY_SCHEME = "kplc"
 _PREFIX_BYTES = 4  # 8 hex characters in clear: enough to find the row, useless to an attacker
@@ -154,19 +156,6 @@ def partner_ip_allowed(*, partner: Partner, ip: str) -> bool:
     return False
 
 
-_RESERVE_SQL = (
-    f"UPDATE {PartnerDailyTotal._meta.db_table} SET amount = amount + %s, vend_count = vend_count + 1 "  # noqa: S608
-    "WHERE partner_id = %s AND day = %s AND amount <= %s"
-)
-# SQLite keeps decimals as binary floating point, so a running total of cents drifts (500.10 + 500.20
-# is 1000.3000000000001 there) and a vend up to the exact limit would be refused: round to cents.
-# (CAST: a rounded value has no column affinity, and SQLite would compare it with the text parameter as text.)
-_RESERVE_SQL_FLOAT = (
-    f"UPDATE {PartnerDailyTotal._meta.db_table} SET amount = ROUND(amount + %s, 2), "  # noqa: S608
-    "vend_count = vend_count + 1 WHERE partner_id = %s AND day = %s AND ROUND(amount, 2) <= CAST(%s AS NUMERIC)"
-)
-
-
 def partner_daily_reserve(*, partner: Partner, amount: Decimal, day: date) -> bool:
     """Add `amount` to the partner's total for `day` if it stays within the daily limit.
 
@@ -180,14 +169,9 @@ def partner_daily_reserve(*, partner: Partner, amount: Decimal, day: date) -> bo
     headroom = partner.daily_limit - amount
     if headroom < 0:
         return False
-    params: list[Any] = [amount, partner.pk, day, headroom]
-    sql = _RESERVE_SQL if is_postgres() else _RESERVE_SQL_FLOAT
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        if cursor.rowcount:
-            return True
-        if PartnerDailyTotal.objects.filter(partner=partner, day=day).exists():
-            return False
-        PartnerDailyTotal.objects.bulk_create([PartnerDailyTotal(partner=partner, day=day)], ignore_conflicts=True)
-        cursor.execute(sql, params)
-        return bool(cursor.rowcount)
+    if statements.daily_total_add(partner_id=partner.pk, day=day, amount=amount, headroom=headroom):
+        return True
+    if PartnerDailyTotal.objects.filter(partner=partner, day=day).exists():
+        return False
+    PartnerDailyTotal.objects.bulk_create([PartnerDailyTotal(partner=partner, day=day)], ignore_conflicts=True)
+    return statements.daily_total_add(partner_id=partner.pk, day=day, amount=amount, headroom=headroom)
