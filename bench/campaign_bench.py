@@ -95,7 +95,7 @@ def main() -> None:
 
     from campaigns.models import Batch
     from campaigns.services import batch_notices_create, batch_schedule, campaign_create
-    from sms.models import Message
+    from sms.models import Message, MessageTally
 
     processes: list[subprocess.Popen] = []
     try:
@@ -216,11 +216,11 @@ def main() -> None:
         app.conf.update(task_always_eager=False, broker_url=redis_url)
         from sms.services import message_dispatch
 
-        ids = list(Message.objects.filter(batch=batch).order_by("pk").values_list("pk", flat=True)[: args.send])
+        ids = list(Message.objects.filter(batch_id=batch.pk).order_by("pk").values_list("pk", flat=True)[: args.send])
         started = time.perf_counter()
         for start in range(0, len(ids), 100):
             message_dispatch(ids[start : start + 100], queue="sms_notices")
-        mine = Message.objects.filter(pk__lte=ids[-1], batch=batch)
+        mine = Message.objects.filter(pk__lte=ids[-1], batch_id=batch.pk)
         while True:
             done = mine.filter(status__in=["sent", "delivered"]).count()
             elapsed = time.perf_counter() - started
@@ -246,12 +246,13 @@ def main() -> None:
         deadline = time.monotonic() + 30
         while True:
             batch.refresh_from_db()
-            if batch.messages_sent >= done or time.monotonic() > deadline:
+            tally = MessageTally.objects.filter(batch_id=batch.pk).first() or MessageTally(batch_id=batch.pk)
+            if tally.sent >= done or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-        assert batch.messages_sent == done and batch.notified == done, (batch.messages_sent, batch.notified, done)
+        assert tally.sent == done and batch.notified == done, (tally.sent, batch.notified, done)
         if not args.no_dlr:
-            assert batch.messages_delivered == delivered, (batch.messages_delivered, delivered)
+            assert tally.delivered == delivered, (tally.delivered, delivered)
         assert Batch.objects.get(pk=batch.pk).enrolled == args.meters
     finally:
         for process in processes:

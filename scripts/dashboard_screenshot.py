@@ -56,7 +56,6 @@ def play_history(days: int = 21) -> None:
     from campaigns.models import Batch, Campaign, Enrollment
     from campaigns.services import (
         CampaignError,
-        batch_messages_counted,
         batch_notices_create,
         batch_schedule,
         campaign_create,
@@ -67,6 +66,7 @@ def play_history(days: int = 21) -> None:
     )
     from meters.models import Meter
     from sms.models import Message
+    from sms.tallies import tally_add
 
     rng = random.Random(7)
     today = timezone.localdate()
@@ -98,18 +98,16 @@ def play_history(days: int = 21) -> None:
                 )
         with time_machine.travel(morning + dt.timedelta(minutes=5), tick=False):
             batch_notices_create(batch=batch)
-            meter_ids = list(Message.objects.filter(batch=batch).values_list("meter_id", flat=True))
+            meter_ids = list(Message.objects.filter(batch_id=batch.pk).values_list("meter_id", flat=True))
             notices_sent(batch_id=batch.pk, meter_ids=meter_ids)
             failed = [m for m in meter_ids if rng.random() < 0.04]
             reasons = ["UserInBlacklist", "InvalidPhoneNumber", "AbsentSubscriber"]
-            Message.objects.filter(batch=batch).exclude(meter_id__in=failed).update(status=Message.Status.DELIVERED)
+            Message.objects.filter(batch_id=batch.pk).exclude(meter_id__in=failed).update(status=Message.Status.DELIVERED)
             for meter_id in failed:
-                Message.objects.filter(batch=batch, meter_id=meter_id).update(
+                Message.objects.filter(batch_id=batch.pk, meter_id=meter_id).update(
                     status=Message.Status.FAILED, failure_reason=rng.choice(reasons)
                 )
-            batch_messages_counted(
-                batch_id=batch.pk, sent=len(meter_ids), delivered=len(meter_ids) - len(failed), failed=len(failed)
-            )
+            tally_add(batch.pk, sent=len(meter_ids), delivered=len(meter_ids) - len(failed), failed=len(failed))
             Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.OPEN)
         # Customers buy over the following days: codes issued, some confirm, a few fail.
         with time_machine.travel(morning + dt.timedelta(hours=6), tick=False):
