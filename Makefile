@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
+GATEWAY_PORT ?= 8025
 
 .PHONY: run test install install-dev lint format migrations-check bench-sts clean
 
@@ -22,7 +23,7 @@ install-dev: $(VENV)/.installed-dev
 
 ## Create the venv, install, migrate, seed demo data if the database is empty, serve on $(PORT).
 run: install
-	PORT=$(PORT) VENV=$(VENV) ./scripts/run.sh
+	@PORT=$(PORT) GATEWAY_PORT=$(GATEWAY_PORT) VENV=$(VENV) ./scripts/run.sh
 
 ## Install what the tests need and run the whole suite (PostgreSQL when DATABASE_URL is set).
 test: install-dev

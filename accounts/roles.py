@@ -50,6 +50,23 @@ ROLES: dict[str, list[str]] = {
 }
 
 
+def roles_holding(permission: str) -> list[str]:
+    """The roles that grant `permission` ("app_label.codename"), for refusals that say who may."""
+    app_label, _, codename = permission.partition(".")
+    reads_everything = app_label in PROJECT_APPS and codename.startswith("view_") and codename != "view_token_digits"
+    return [role for role, names in ROLES.items() if permission in names or (reads_everything and "view:*" in names)]
+
+
+def roles_phrase(permission: str) -> str:
+    """ "the Care supervisor role", "the Care agent or Care supervisor role", "one of the roles A, B, C"."""
+    roles = roles_holding(permission)
+    if not roles:
+        return "a role your administrator grants"
+    if len(roles) <= 2:
+        return f"the {' or '.join(roles)} role"
+    return f"one of the roles {', '.join(roles)}"
+
+
 def roles_sync() -> None:
     """Create the role groups and set their permissions exactly to ROLES."""
     from django.contrib.auth.models import Group, Permission

@@ -5,6 +5,8 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
+from kplc_sts.formats import staff_datetime
+
 
 class AuditLogImmutable(Exception):
     """Raised on any attempt to change or delete an audit event through the ORM."""
@@ -49,7 +51,7 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         who = self.actor_label or (str(self.actor) if self.actor_id else "system")
-        return f"{self.at:%Y-%m-%d %H:%M} {who} {self.action} {self.object_type}:{self.object_id}"
+        return f"{staff_datetime(self.at)} {who} {self.action} {self.object_type}:{self.object_id}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import TextIO
 
+from django.db import transaction
+
 from kplc_sts import clock
 from meters.models import Meter
 
@@ -35,8 +37,9 @@ def seed(stdout: TextIO) -> None:
         scheduled_at=now - dt.timedelta(hours=2),
         actor_label="seed_demo",
     )
-    # Notices for the first batch go out now (to the configured SMS backend).
-    batches_start_due(now=now)
+    # Notices for the first batch go out once this seed commits: a Celery worker handed their ids
+    # inside the seed's transaction would find none of them yet (and wait for the sweep).
+    transaction.on_commit(lambda: batches_start_due(now=now))
     later = batch_schedule(
         campaign=campaign,
         regions=[],
@@ -54,6 +57,6 @@ def seed(stdout: TextIO) -> None:
         actor_label="seed_demo",
     )
     stdout.write(
-        f"campaigns: '{campaign.name}' with batches of {first.enrolled} (notified), {later.enrolled} (later today) "
-        f"and {tomorrow.enrolled} (tomorrow) meters\n"
+        f"campaigns: '{campaign.name}' with batches of {first.enrolled} (notices going out now), "
+        f"{later.enrolled} (later today) and {tomorrow.enrolled} (tomorrow) meters\n"
     )

@@ -24,8 +24,8 @@ from kplc_sts import clock
 from meters.models import BaseDate
 
 DEFAULT_NOTICE_TEMPLATE = (
-    "KPLC: {name} your meter {meter} is updated from {date}. Load ALL unused tokens now. "
-    "Your next purchase brings codes 1 and 2: type them first."
+    "KPLC: {name} your meter {meter} updates on {date}. Load ALL unused tokens now. "
+    "Next purchase brings update codes 1 and 2: type them first."
 )
 DEFAULT_CODES_TEMPLATE = "KPLC {meter} type in order: 1) {code1} 2) {code2} 3) {token} ({units}). Lost? *977#"
 
@@ -266,3 +266,27 @@ class CampaignTarget(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign_id}: {self.meters} meters at {self.computed_at:%Y-%m-%d %H:%M}"
+
+
+class CampaignRegionDay(models.Model):
+    """Meters a campaign updated per region and day (Africa/Nairobi): the dashboard's progress by
+    region (total, and the pace over the last days) without a walk over the enrollments.
+
+    Bumped in the transaction that first makes an enrollment count as updated (codes issued,
+    confirmed or flagged for a field visit), under the meter's region at that moment;
+    `campaigns.selectors.campaign_region_recount` counts the same from the rows.
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="region_days")
+    region = models.CharField(max_length=64, blank=True)
+    day = models.DateField()
+    done = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["campaign", "region", "day"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "region", "day"], name="campaign_region_day_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} {self.region or '(no region)'} {self.day}: {self.done}"

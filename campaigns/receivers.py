@@ -25,3 +25,9 @@ def notices_sent(sender: Any, *, by_batch: Mapping[int, Sequence[int]], at: dt.d
     for batch_id, meter_ids in sorted(by_batch.items()):
         enrollments_notified(batch_id=batch_id, meter_ids=meter_ids, at=at)
     batches_open_finished(batch_ids=list(by_batch))
+
+
+def notices_abandoned(sender: Any, *, batch_ids: Sequence[int], **kwargs: Any) -> None:
+    """The outbox gave up on notices (refused for good, or out of attempts): a batch whose last
+    notice that was opens at once too, instead of at the next sweep."""
+    batches_open_finished(batch_ids=list(batch_ids))

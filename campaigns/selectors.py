@@ -13,7 +13,15 @@ from kplc_sts import clock
 from meters.models import Meter
 
 from . import rules
-from .models import Campaign, CampaignDailyStat, CampaignSegment, CampaignTarget, Enrollment, MeterSegment
+from .models import (
+    Campaign,
+    CampaignDailyStat,
+    CampaignRegionDay,
+    CampaignSegment,
+    CampaignTarget,
+    Enrollment,
+    MeterSegment,
+)
 
 State = Enrollment.State
 
@@ -203,3 +211,24 @@ def segments_live_counts() -> tuple[dict[tuple[str, str, int, str], int], dict[t
         if row.enrolled_active
     }
     return meters, enrolled
+
+
+def campaign_region_recount(*, campaign: Campaign) -> dict[tuple[str, dt.date], int]:
+    """Meters updated per (region, Nairobi day) counted from the rows: the day an enrollment first
+    counted as updated (the earliest of codes issued, confirmed, flagged), the meter's region."""
+    counts: dict[tuple[str, dt.date], int] = {}
+    rows = (
+        Enrollment.objects.filter(campaign=campaign)
+        .filter(Q(codes_issued_at__isnull=False) | Q(confirmed_at__isnull=False) | Q(non_compliant_at__isnull=False))
+        .values_list("meter__region", "codes_issued_at", "confirmed_at", "non_compliant_at")
+        .iterator()
+    )
+    for region, *moments in rows:
+        key = (region or "", clock.localdate(min(at for at in moments if at is not None)))
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def campaign_region_live(*, campaign: Campaign) -> dict[tuple[str, dt.date], int]:
+    """The maintained CampaignRegionDay rows in campaign_region_recount's shape."""
+    return {(row.region, row.day): row.done for row in CampaignRegionDay.objects.filter(campaign=campaign) if row.done}

@@ -18,18 +18,19 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.http import urlencode
 
-from audit.models import AuditEvent
-from campaigns.models import Enrollment
+from accounts.roles import roles_phrase
 from meters.models import Meter
-from sms.models import Message
 from tokens import errors as vend_errors
-from tokens.models import IssuedToken, KeyChangeSet
-from tokens.services import management_token_issue, meter_current_key, meter_update_codes
+from tokens.models import KeyChangeSet
+from tokens.services import management_token_issue
 from tokens.sts import format_token
 
 from . import services
 from .models import CareCase
+from .selectors import meter_story_load
+from .status import desk_status, meter_timeline
 
 VIEW_DIGITS = "tokens.view_token_digits"
 ISSUE_MANAGEMENT = "tokens.issue_management_token"
@@ -75,6 +76,44 @@ def masked(digits: str) -> str:
     return "****-****-****-****-" + digits[-4:]
 
 
+def _role_names(user: Any) -> list[str]:
+    if user.is_superuser:
+        return ["superuser"]
+    return sorted(user.groups.values_list("name", flat=True))
+
+
+def permission_refusal(user: Any, permission: str) -> str:
+    """Why a desk action is refused and who can do it, for the 403 page."""
+    what = PERMISSION_WORDS.get(permission, "this action")
+    mine = ", ".join(_role_names(user)) or "no role"
+    return f"{what} needs {roles_phrase(permission)}; you are signed in as {user.get_username()} ({mine})."
+
+
+PERMISSION_WORDS = {
+    VIEW_DIGITS: "Showing token digits",
+    ISSUE_MANAGEMENT: "Issuing a management token",
+    RESEND: "Resending codes and tokens, and decoding what a customer typed,",
+    CHANGE_ENROLLMENT: "Marking a meter confirmed or flagging it for a field visit",
+    OPEN_CASE: "Opening a care case",
+}
+
+
+def management_refusal(meter: Meter, label: str) -> str:
+    """Why no management token can be made for a meter still on its retired key, and the way on."""
+    what = f"No {label.lower()} token can be made for meter {meter.meter_number} yet"
+    key = f"it is still on key revision {meter.krn}, which the TID rollover retired"
+    if meter.key_state == Meter.KeyState.CODES_ISSUED:
+        return (
+            f"{what}: {key}. Have the customer type update code 1, then update code 2 (resend them by SMS if "
+            "they were lost); once the meter accepted them, mark it confirmed and issue the token again."
+        )
+    return (
+        f"{what}: {key}, and its update codes are not issued yet. They come with the customer's next purchase "
+        "(or on *977#, menu 1): have the customer type update codes 1 and 2, mark the meter confirmed, then "
+        "issue the token again."
+    )
+
+
 class CareDeskMixin:
     """Adds the meter story page and its care actions to a ModelAdmin of `Meter`."""
 
@@ -82,48 +121,69 @@ class CareDeskMixin:
         urls = super().get_urls()  # type: ignore[misc]
         wrap = self.admin_site.admin_view  # type: ignore[attr-defined]
         return [
+            path("find/", wrap(self.find_view), name="meters_meter_find"),
             path("<int:pk>/care/<slug:action>/", wrap(self.care_action_view), name="meters_meter_care"),
             *urls,
         ]
+
+    # --- the front door's one search -----------------------------------------------------------
+
+    def find_view(self, request: HttpRequest) -> HttpResponse:
+        """One search box: meter number, phone in any common form, account or token digits. One
+        meter found opens its page; several (one phone, many meters) list them; none says so."""
+        if not self.has_view_or_change_permission(request):  # type: ignore[attr-defined]
+            raise PermissionDenied("Finding a customer needs a staff role that can read meters.")
+        term = request.GET.get("q", "").strip()
+        if not term:
+            return HttpResponseRedirect(reverse("admin:index"))
+        found, _ = self.get_search_results(request, self.get_queryset(request), term)  # type: ignore[attr-defined]
+        ids = list(found.values_list("pk", flat=True)[:2])
+        if len(ids) == 1:
+            return HttpResponseRedirect(reverse("admin:meters_meter_change", args=[ids[0]]))
+        if ids:
+            return HttpResponseRedirect(f"{reverse('admin:meters_meter_changelist')}?{urlencode({'q': term})}")
+        messages.warning(
+            request,
+            f"No meter matches “{term}”. Check the digits with the customer: a meter number has 11 or 13 digits, "
+            "a token 20; a phone may be typed as 0712 345 678 or +254 712 345 678.",
+        )
+        return HttpResponseRedirect(f"{reverse('admin:index')}?{urlencode({'q': term})}")
 
     # --- the story -----------------------------------------------------------------------------
 
     def meter_story(self, request: HttpRequest, meter: Meter) -> dict[str, Any]:
         user = request.user
-        tokens = list(IssuedToken.objects.filter(meter=meter).select_related("vend__partner")[:20])
-        for token in tokens:
+        story = meter_story_load(meter)
+        for token in story.tokens:
             token.masked = masked(token.digits)  # type: ignore[attr-defined]
-        code_sets = list(KeyChangeSet.objects.filter(meter=meter).select_related("campaign"))
-        for kcs in code_sets:
+        for kcs in story.code_sets:
             kcs.masked_codes = [f"{n}) {masked(c)}" for n, c in enumerate(kcs.codes, 1)]  # type: ignore[attr-defined]
-        messages_ = list(Message.objects.filter(meter=meter).order_by("-created_at", "-id")[:30])
-        failing = sum(m.status in ("failed", "rejected") for m in messages_)
+        can = {
+            "resend": user.has_perm(RESEND),
+            "enrollment": user.has_perm(CHANGE_ENROLLMENT),
+            "digits": user.has_perm(VIEW_DIGITS),
+            "management": user.has_perm(ISSUE_MANAGEMENT),
+            "case": user.has_perm(OPEN_CASE),
+            # Care staff only: decoding is a desk tool (audited), not part of read-only oversight.
+            "decode": user.has_perm(RESEND),
+        }
         return {
             "meter": meter,
-            "current_key": meter_current_key(meter, meter_update_codes(meter=meter)),
-            "enrollments": list(
-                Enrollment.objects.filter(meter=meter)
-                .select_related("campaign", "batch")
-                .prefetch_related("events")
-                .order_by("-enrolled_at")
-            ),
-            "sms_messages": messages_,
-            "sms_failing": failing,
-            "code_sets": code_sets,
-            "tokens": tokens,
-            "cases": list(CareCase.objects.filter(meter=meter).select_related("assigned_to")[:20]),
-            "audit_events": list(
-                AuditEvent.objects.filter(object_type="meters.meter", object_id=str(meter.pk)).order_by("-at")[:20]
-            ),
-            "can": {
-                "resend": user.has_perm(RESEND),
-                "enrollment": user.has_perm(CHANGE_ENROLLMENT),
-                "digits": user.has_perm(VIEW_DIGITS),
-                "management": user.has_perm(ISSUE_MANAGEMENT),
-                "case": user.has_perm(OPEN_CASE),
-                # Care staff only: decoding is a desk tool (audited), not part of read-only oversight.
-                "decode": user.has_perm(RESEND),
-            },
+            "data": story,
+            "status": desk_status(story),
+            "timeline": meter_timeline(story),
+            "current_key": story.current_key,
+            "enrollments": story.enrollments,
+            "sms_messages": story.messages,
+            "sms_failing": story.sms_failing,
+            "code_sets": story.code_sets,
+            "tokens": story.tokens,
+            "cases": story.cases,
+            "audit_events": story.audit_events,
+            "can": can,
+            "can_any": any(can.values()),
+            "roles": ", ".join(_role_names(user)) or "no role",
+            "care_roles": roles_phrase(RESEND),
             "decode_form": DecodeForm(),
             "management_form": ManagementTokenForm(),
             "case_form": CaseOpenForm(),
@@ -138,6 +198,8 @@ class CareDeskMixin:
         meter = Meter.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
         if meter is not None and self.has_view_or_change_permission(request, meter):  # type: ignore[attr-defined]
             extra_context["story"] = self.meter_story(request, meter)
+            extra_context.setdefault("title", f"Meter {meter.meter_number}")
+            extra_context.setdefault("subtitle", "")  # the desk names the customer; no second heading
         return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
 
     # --- actions -------------------------------------------------------------------------------
@@ -162,7 +224,7 @@ class CareDeskMixin:
 
     def _require(self, request: HttpRequest, permission: str) -> None:
         if not request.user.has_perm(permission):
-            raise PermissionDenied
+            raise PermissionDenied(permission_refusal(request.user, permission))
 
     def _care_resend_codes(self, request: HttpRequest, meter: Meter) -> HttpResponse:
         self._require(request, RESEND)
@@ -236,7 +298,10 @@ class CareDeskMixin:
             raise services.CareError("; ".join(str(e) for errors in form.errors.values() for e in errors))
         subclass, label = MANAGEMENT_KINDS[form.cleaned_data["kind"]]
         value = {0: form.cleaned_data.get("watts") or 0, 1: 0xFFFF}.get(subclass, 0)
-        token = management_token_issue(meter=meter, subclass=subclass, value=value, actor=request.user)
+        try:
+            token = management_token_issue(meter=meter, subclass=subclass, value=value, actor=request.user)
+        except vend_errors.KeyChangeRequired:
+            raise services.CareError(management_refusal(meter, label)) from None
         issued = {"label": label, "display": format_token(token.digits), "tid": token.tid, "krn": token.krn}
         return self._story_response(request, meter, issued=issued)
 

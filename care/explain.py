@@ -14,9 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.utils import timezone
+from django.utils import formats
 
 from audit.services import audit_record
+from kplc_sts.formats import staff_datetime
 from meters.models import Meter
 from tokens.digests import token_digits_clean, token_find
 from tokens.errors import VendingUnavailable
@@ -71,14 +72,21 @@ class _Case:
 
 
 def _when(moment: dt.datetime | None) -> str:
-    return f"{timezone.localtime(moment):%d %b %Y %H:%M}" if moment else "an unknown date"
+    return staff_datetime(moment) if moment else "an unknown date"
 
 
-def token_explain(*, meter: Meter, typed: str, actor: Any = None) -> Explanation:
+def token_explain(*, meter: Meter, typed: str, actor: Any = None, actor_label: str = "") -> Explanation:
     """Decode `typed` for `meter` with the STS engine and explain, in plain words, what it is and
     why the meter would refuse it. Audited (without the digits)."""
     explanation = explain(meter, typed)
-    audit_record(action="token.decoded", actor=actor, target=meter, verdict=explanation.verdict, kind=explanation.kind)
+    audit_record(
+        action="token.decoded",
+        actor=actor,
+        actor_label=actor_label,
+        target=meter,
+        verdict=explanation.verdict,
+        kind=explanation.kind,
+    )
     return explanation
 
 
@@ -110,7 +118,7 @@ def _explain_update_code(case: _Case) -> Explanation | None:
     for kcs in case.code_sets:
         for position, code in enumerate(kcs.codes, start=1):
             if hmac.compare_digest(code, case.digits):
-                order = ", then ".join(f"code {n}" for n in range(1, len(kcs.codes) + 1))
+                order = ", then ".join(f"update code {n}" for n in range(1, len(kcs.codes) + 1))
                 detail = (
                     "The meter is already confirmed on the new key: the codes are not needed again, and a "
                     "second entry is refused."
@@ -206,7 +214,7 @@ def _explain_decoded(case: _Case) -> Explanation | None:
             f"(revision {new_krn}) and refuses tokens made under the old one.",
             [
                 *details,
-                "Old tokens must be loaded BEFORE codes 1 and 2. An STS token cannot be moved to the new key: "
+                "Old tokens must be loaded BEFORE update codes 1 and 2. An STS token cannot be moved to the new key: "
                 "open a case if the customer paid for units they could not load.",
             ],
         )
@@ -214,7 +222,7 @@ def _explain_decoded(case: _Case) -> Explanation | None:
         return said(
             Verdict.NEEDS_CODES,
             f"Made under the new key (revision {key.krn}): the meter accepts it only after the update codes. "
-            "Type code 1, then code 2, then this token.",
+            "Type update code 1, then update code 2, then this token.",
             details,
         )
     return _explain_history(case, decoded, key, details, said)
@@ -233,7 +241,7 @@ def _describe(decoded: DecodedToken, kind: str, key: MeterKey) -> str:
         what += f" debiting {-decoded.units}" if decoded.units < 0 else f" crediting {decoded.units}"
     what += f", made under key revision {key.krn}"
     if made is not None:
-        what += f" on {made:%d %b %Y %H:%M}"
+        what += f" on {formats.date_format(made, 'DATETIME_FORMAT')}"  # the TID clock's wall time
     return what + "."
 
 

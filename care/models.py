@@ -31,8 +31,8 @@ class CareCase(models.Model):
     """A customer's problem, opened from USSD or by an agent, worked and closed by care."""
 
     class Kind(models.TextChoices):
-        CODE1_REJECTED = "code1_rejected", "Meter rejected code 1"
-        CODE2_REJECTED = "code2_rejected", "Meter rejected code 2"
+        CODE1_REJECTED = "code1_rejected", "Meter rejected update code 1"
+        CODE2_REJECTED = "code2_rejected", "Meter rejected update code 2"
         TOKEN_REJECTED = "token_rejected", "Meter rejected the token"
         NO_CODES = "no_codes", "No codes or token received"
         SMS_FAILING = "sms_failing", "SMS keep failing"

@@ -112,7 +112,7 @@ TEXTS: dict[str, dict[str, str]] = {
         ),
         "awaiting": (
             "Meter {m} gets the token update from {date}. Before then load all unused tokens. "
-            "Codes 1 and 2 come with your next purchase, or here on *977#."
+            "Update codes 1 and 2 come with your next purchase, or here on *977#."
         ),
         "codes_head": "Meter {m}: type in this order\n",
         "code_line": "{n}) {code}\n",
@@ -126,21 +126,24 @@ TEXTS: dict[str, dict[str, str]] = {
         "tokens_sent": "We sent the last tokens of meter {m} by SMS to its registered phone ending {last3}.",
         "tokens_none": "No tokens found for meter {m}.",
         "no_phone": "Meter {m} has no registered phone. Visit a KPLC office to register your phone.",
-        "confirm_ask": "Meter {m}{name}: did the meter accept codes 1 and 2 and your token?\n1 Yes\n2 No",
+        "confirm_ask": "Meter {m}{name}: did the meter accept update codes 1 and 2 and your token?\n1 Yes\n2 No",
         "confirm_done": "Thank you! Meter {m} is confirmed on the new key. Buy and load tokens as usual.",
         "confirm_failed": "Sorry, we could not record that now. Please try again later.",
         "no_codes_yet": "Meter {m} has no update codes yet, so there is nothing to confirm.",
-        "report_what": "Meter {m}: what did the meter reject?\n1 Code 1\n2 Code 2\n3 My token\n4 Something else",
+        "report_what": (
+            "Meter {m}: what did the meter reject?\n1 Update code 1\n2 Update code 2\n3 My token\n4 Something else"
+        ),
         "report_done": (
             "Sorry! Case {ref} is open. KPLC care will call you on this phone. "
-            "Tip: type code 1, then code 2, then the token."
+            "Tip: type update code 1, then update code 2, then the token."
         ),
         "help1": (
-            "Type code 1, then code 2, then your token (3). BEFORE code 1 load all unused tokens: "
+            "Type update code 1, then update code 2, then your token (3). BEFORE update code 1 load all unused "
+            "tokens: "
             "old tokens stop working after the update.\n1 More"
         ),
         "help2": (
-            "Lost the codes? Choose 1 in the menu: the codes never change. KPLC SMS have no links. "
+            "Lost the update codes? Choose 1 in the menu: they never change. KPLC SMS have no links. "
             "Never pay anyone for codes."
         ),
         "language": "Choose language / Chagua lugha\n1 English\n2 Kiswahili",
@@ -166,7 +169,7 @@ TEXTS: dict[str, dict[str, str]] = {
         ),
         "awaiting": (
             "Mita {m} itasasishwa kuanzia {date}. Kabla ya hapo weka tokeni zote za zamani. "
-            "Namba 1 na 2 zitakuja na ununuzi wako ujao, au hapa *977#."
+            "Namba za usasishaji 1 na 2 zitakuja na ununuzi wako ujao, au hapa *977#."
         ),
         "codes_head": "Mita {m}: weka kwa mpangilio huu\n",
         "code_line": "{n}) {code}\n",
@@ -180,17 +183,22 @@ TEXTS: dict[str, dict[str, str]] = {
         "tokens_sent": "Tokeni za mwisho za mita {m} zimetumwa kwa SMS kwa simu iliyosajiliwa inayoishia {last3}.",
         "tokens_none": "Hakuna tokeni zilizopatikana kwa mita {m}.",
         "no_phone": "Mita {m} haina simu iliyosajiliwa. Tembelea ofisi ya KPLC kusajili simu yako.",
-        "confirm_ask": "Mita {m}{name}: je, mita ilikubali namba 1 na 2 na tokeni yako?\n1 Ndiyo\n2 Hapana",
+        "confirm_ask": (
+            "Mita {m}{name}: je, mita ilikubali namba za usasishaji 1 na 2 na tokeni yako?\n1 Ndiyo\n2 Hapana"
+        ),
         "confirm_done": "Asante! Mita {m} imethibitishwa kwenye ufunguo mpya. Nunua na uweke tokeni kama kawaida.",
         "confirm_failed": "Samahani, hatukuweza kuhifadhi hilo sasa. Tafadhali jaribu tena baadaye.",
         "no_codes_yet": "Mita {m} bado haina namba za usasishaji, kwa hivyo hakuna cha kuthibitisha.",
-        "report_what": "Mita {m}: mita ilikataa nini?\n1 Namba 1\n2 Namba 2\n3 Tokeni yangu\n4 Kitu kingine",
+        "report_what": (
+            "Mita {m}: mita ilikataa nini?\n1 Namba ya usasishaji 1\n2 Namba ya usasishaji 2\n3 Tokeni yangu\n"
+            "4 Kitu kingine"
+        ),
         "report_done": (
             "Pole! Kesi {ref} imefunguliwa. Huduma kwa wateja wa KPLC watakupigia simu hii. "
-            "Weka namba 1, kisha 2, kisha tokeni."
+            "Weka namba ya usasishaji 1, kisha 2, kisha tokeni."
         ),
         "help1": (
-            "Weka namba 1, kisha namba 2, kisha tokeni yako (3). KABLA ya namba 1 weka tokeni zote "
+            "Weka namba ya usasishaji 1, kisha 2, kisha tokeni yako (3). KABLA ya namba 1 weka tokeni zote "
             "ambazo hazijatumika: hazitafanya kazi baadaye.\n1 Zaidi"
         ),
         "help2": (

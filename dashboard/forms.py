@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign
 from kplc_sts import clock
+from kplc_sts.formats import staff_datetime
 
 from .services import meter_regions
 
@@ -57,7 +58,7 @@ class ScheduleBatchForm(forms.Form):
             if scheduled_at < clock.now() - PAST_GRACE:
                 self.add_error(
                     "date",
-                    f"{scheduled_at:%d %b %Y %H:%M} is in the past: notices cannot be sent back in time. "
+                    f"{staff_datetime(scheduled_at)} is in the past: notices cannot be sent back in time. "
                     "Pick today (a later time) or a future date.",
                 )
             cleaned["scheduled_at"] = scheduled_at

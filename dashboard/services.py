@@ -16,13 +16,25 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db import models
-from django.db.models import Count, Min, Q, Sum
+from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models.functions import TruncDay, TruncHour, TruncMinute
+from django.db.models.functions.datetime import TruncBase
 from django.utils import timezone
 
-from campaigns.models import Batch, Campaign, CampaignDailyStat, CampaignTarget, Enrollment
+from campaigns.models import (
+    Batch,
+    Campaign,
+    CampaignDailyStat,
+    CampaignRegionDay,
+    CampaignTarget,
+    Enrollment,
+    MeterSegment,
+)
+from campaigns.selectors import segments_live
 from campaigns.services import campaign_target_get
 from kplc_sts.csvsafe import csv_safe_row
 from kplc_sts.db import by_vendor
+from meters.models import Meter
 from sms.models import Message, MessageTally
 from sms.tallies import batch_tallies
 from tokens.models import ApiErrorStat, VendMinuteStat
@@ -151,6 +163,95 @@ def campaign_projection(*, campaign: Campaign, target: int, today: date) -> Proj
     )
 
 
+@dataclass(frozen=True)
+class RegionProgress:
+    region: str
+    target: int
+    done: int
+    remaining: int
+    share: float  # done / target, 0..100
+    rate_per_day: float  # meters updated per day over the projection's window
+    needed_per_day: int  # to finish the region by the deadline
+    projected_date: date | None
+    on_track: bool
+
+    @property
+    def pace_ratio(self) -> float:
+        """How the region's pace compares with what it needs (1 = exactly on time)."""
+        if self.remaining == 0:
+            return math.inf
+        return self.rate_per_day / self.needed_per_day if self.needed_per_day else math.inf
+
+
+def region_targets(*, campaign: Campaign) -> dict[str, int]:
+    """Meters of the campaign's target per region, from the register's segment counts (a few dozen
+    rows). Before the first segment count (a register loaded some other way) the meters are
+    grouped once and the answer cached, as meter_regions does."""
+    if segments_live():
+        meters = MeterSegment.objects.filter(sgc__in=list(campaign.sgcs), krn=campaign.from_krn).exclude(
+            status=Meter.Status.RETIRED
+        )
+        return {row["region"] or "": row["n"] for row in meters.values("region").annotate(n=Sum("meters"))}
+    key = f"dashboard:region-targets:{campaign.pk}"
+    cached = cache.get(key)
+    if cached is None:
+        rows = (
+            Meter.objects.filter(sgc__in=list(campaign.sgcs), krn=campaign.from_krn)
+            .exclude(status=Meter.Status.RETIRED)
+            .values("region")
+            .annotate(n=Count("pk"))
+        )
+        cached = {row["region"] or "": row["n"] for row in rows}
+        cache.set(key, cached, REGIONS_CACHE_SECONDS)
+    return dict(cached)
+
+
+def campaign_region_progress(*, campaign: Campaign, today: date) -> list[RegionProgress]:
+    """Each region's target, updated share and pace, lagging regions first (KPLC steers region by
+    region). Pace is the trailing 7-day rate, as for the whole campaign's projection."""
+    projection_window = campaign_projection(campaign=campaign, target=0, today=today)
+    window_end = today
+    window_start = window_end - timedelta(days=projection_window.window_days)
+    done_rows = (
+        CampaignRegionDay.objects.filter(campaign=campaign)
+        .values("region")
+        .annotate(
+            updated=Sum("done"),
+            in_window=Sum("done", filter=Q(day__gte=window_start, day__lt=window_end)),
+        )
+    )
+    done = {row["region"]: (row["updated"] or 0, row["in_window"] or 0) for row in done_rows}
+    targets = region_targets(campaign=campaign)
+    days_left = (campaign.deadline - today).days + 1
+    regions = []
+    for region in sorted(set(targets) | set(done)):
+        target = targets.get(region, 0)
+        updated, in_window = done.get(region, (0, 0))
+        remaining = max(target - updated, 0)
+        rate = in_window / projection_window.window_days if projection_window.window_days else 0.0
+        if remaining == 0:
+            projected: date | None = today
+        elif rate > 0:
+            projected = today + timedelta(days=math.ceil(remaining / rate))
+        else:
+            projected = None
+        regions.append(
+            RegionProgress(
+                region=region,
+                target=target,
+                done=updated,
+                remaining=remaining,
+                share=100.0 * updated / target if target else 100.0,
+                rate_per_day=rate,
+                needed_per_day=math.ceil(remaining / days_left) if days_left > 0 else remaining,
+                projected_date=projected,
+                on_track=projected is not None and projected <= campaign.deadline,
+            )
+        )
+    # Lagging first: furthest behind the pace it needs, then the smallest share updated.
+    return sorted(regions, key=lambda r: (r.on_track, r.pace_ratio, r.share, r.region))
+
+
 DAILY_FIELDS = CampaignDailyStat.DAILY_FIELDS
 
 
@@ -199,6 +300,73 @@ def batch_sms_tallies(*, batch_ids: Sequence[int]) -> dict[int, SmsTally]:
         batch_id: SmsTally(sent=t.sent, delivered=t.delivered, failed=t.failed)
         for batch_id, t in batch_tallies(batch_ids=batch_ids).items()
     }
+
+
+@dataclass(frozen=True)
+class BarPart:
+    key: str
+    label: str
+    value: int
+    share: float  # of the batch's meters, 0..100
+
+
+def batch_progress_bar(batch: Batch) -> list[BarPart]:
+    """A batch's meters as one stacked bar: confirmed, codes issued (not yet confirmed), notified
+    only, failed; what is left of the bar is still waiting. From the batch's counters."""
+    total = batch.enrolled
+    parts = [
+        ("confirmed", "Confirmed", batch.confirmed),
+        ("codes", "Codes issued", max(batch.codes_issued - batch.confirmed, 0)),
+        ("notified", "Notified", max(batch.notified - batch.codes_issued, 0)),
+        ("failed", "Failed", max(batch.failed, 0)),
+    ]
+    bar, used = [], 0.0
+    for key, label, value in parts:
+        share = min(100.0 * value / total if total else 0.0, 100.0 - used)
+        used += share
+        bar.append(BarPart(key, label, value, share))
+    return bar
+
+
+DELIVERY_CACHE_SECONDS = 30
+
+
+def batch_delivery_series(*, batch: Batch) -> dict[str, Any]:
+    """The batch's notices delivered (and failed) over time, per minute, hour or day depending on
+    how long the batch has been sending: one grouped query over its messages, cached briefly."""
+    key = f"dashboard:batch-delivery:{batch.pk}"
+    cached = cache.get(key)
+    if cached is not None:
+        return dict(cached)
+    notices = Message.objects.filter(batch_id=batch.pk, purpose=Message.Purpose.NOTICE, delivered_at__isnull=False)
+    span = notices.aggregate(first=Min("delivered_at"), last=Max("delivered_at"))
+    zone = timezone.get_current_timezone()
+    if span["first"] is None:
+        series: dict[str, Any] = {"unit": "minute", "buckets": [], "delivered": [], "failed": []}
+    else:
+        seconds = (span["last"] - span["first"]).total_seconds()
+        unit = "minute" if seconds <= 3 * 3600 else "hour" if seconds <= 7 * 86400 else "day"
+        trunc: type[TruncBase] = {"minute": TruncMinute, "hour": TruncHour, "day": TruncDay}[unit]
+        rows = (
+            notices.annotate(bucket=trunc("delivered_at", tzinfo=zone))
+            .values("bucket")
+            .annotate(
+                delivered=Count("pk", filter=Q(status=Message.Status.DELIVERED)),
+                failed=Count("pk", filter=Q(status__in=[Message.Status.FAILED, Message.Status.REJECTED])),
+            )
+            .order_by("bucket")
+        )
+        # The line rises from zero: a first bucket, one unit before the first report, holds nothing.
+        step = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}[unit]
+        before = timezone.localtime(span["first"] - step, zone)
+        series = {"unit": unit, "buckets": [before.isoformat()], "delivered": [0], "failed": [0]}
+        for row in rows:
+            series["buckets"].append(timezone.localtime(row["bucket"], zone).isoformat())
+            series["delivered"].append(row["delivered"])
+            series["failed"].append(row["failed"])
+    series["enrolled"] = batch.enrolled
+    cache.set(key, series, DELIVERY_CACHE_SECONDS)
+    return series
 
 
 def campaign_sms_tally(*, campaign: Campaign) -> SmsTally:

@@ -10,6 +10,7 @@ urlpatterns = [
     path("campaigns/<int:campaign_id>/data.json", views.overview_data, name="overview_data"),
     path("batches/", views.batch_list, name="batch_list"),
     path("batches/<int:batch_id>/", views.batch_detail, name="batch_detail"),
+    path("batches/<int:batch_id>/delivery.json", views.batch_delivery_data, name="batch_delivery_data"),
     path("batches/<int:batch_id>/<slug:action>/", views.batch_action, name="batch_action"),
     path("schedule/", views.batch_schedule, name="batch_schedule"),
     path("schedule/preview.json", views.batch_preview, name="batch_preview"),

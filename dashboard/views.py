@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, timedelta
+from functools import wraps
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -15,10 +17,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts.roles import roles_phrase
 from campaigns import rules
 from campaigns import services as campaign_services
 from campaigns.models import Batch, Campaign
 from kplc_sts import clock
+from kplc_sts.formats import staff_date, staff_datetime
 
 from . import services
 from .forms import ScheduleBatchForm
@@ -30,10 +34,17 @@ FAILED_PER_PAGE = 50
 
 
 def staff_view(permission: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Anonymous users go to the login page; signed-in users without `permission` get 403."""
+    """Anonymous users go to the login page; signed-in users without `permission` get the 403 page,
+    told which roles have it."""
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
-        return login_required(permission_required(permission, raise_exception=True)(view))
+        @wraps(view)
+        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            if not request.user.has_perm(permission):
+                raise PermissionDenied(f"This page needs {roles_phrase(permission)}.")
+            return view(request, *args, **kwargs)
+
+        return login_required(checked)
 
     return decorator
 
@@ -80,7 +91,8 @@ def overview(request: HttpRequest, campaign_id: int) -> HttpResponse:
         recent_days=list(
             reversed(services.campaign_daily_series(campaign=campaign, today=today, max_days=14, days_ahead=7))
         ),
-        recent_batches=campaign.batches.order_by("-number")[:5],
+        recent_batches=campaign.batches.order_by("-scheduled_at", "-number")[:5],
+        regions=services.campaign_region_progress(campaign=campaign, today=today),
         sms=services.campaign_sms_tally(campaign=campaign),
         today=today,
     )
@@ -108,6 +120,18 @@ def overview_data(request: HttpRequest, campaign_id: int) -> JsonResponse:
                 "capacity": campaign.daily_capacity,
                 "today": today.isoformat(),
             },
+            "regions": [
+                {
+                    "region": r.region or "(no region)",
+                    "target": r.target,
+                    "done": r.done,
+                    "share": round(r.share, 1),
+                    "rate_per_day": round(r.rate_per_day, 1),
+                    "needed_per_day": r.needed_per_day,
+                    "on_track": r.on_track,
+                }
+                for r in services.campaign_region_progress(campaign=campaign, today=today)
+            ],
             "projection": {
                 "rate_per_day": round(projection.rate_per_day, 1),
                 "needed_per_day": projection.needed_per_day,
@@ -136,6 +160,7 @@ def batch_list(request: HttpRequest) -> HttpResponse:
     tallies = services.batch_sms_tallies(batch_ids=[batch.pk for batch in page])
     for batch in page:
         batch.sms = tallies[batch.pk]  # type: ignore[attr-defined]
+        batch.bar = services.batch_progress_bar(batch)  # type: ignore[attr-defined]
     context = _base_context(request, "batches", campaign)
     context.update(page=page, status=status, statuses=Batch.Status.choices)
     return render(request, "dashboard/batch_list.html", context)
@@ -173,10 +198,22 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
     return render(request, "dashboard/batch_detail.html", _batch_context(request, batch))
 
 
+@require_GET
+@staff_view(VIEW_PERMISSION)
+def batch_delivery_data(request: HttpRequest, batch_id: int) -> JsonResponse:
+    batch = get_object_or_404(Batch, pk=batch_id)
+    return JsonResponse(services.batch_delivery_series(batch=batch))
+
+
+# Each action, and what it did in words (not "Batch 3 cancelled; it is now cancelled.").
 BATCH_ACTIONS = {
-    "pause": (campaign_services.batch_pause, "paused"),
-    "resume": (campaign_services.batch_resume, "resumed"),
-    "cancel": (campaign_services.batch_cancel, "cancelled"),
+    "pause": (campaign_services.batch_pause, "paused", "its unsent notices are held until you resume it"),
+    "resume": (campaign_services.batch_resume, "resumed", "its held notices are being sent"),
+    "cancel": (
+        campaign_services.batch_cancel,
+        "cancelled",
+        "its unsent notices are cancelled and the meters not yet notified are free for another batch",
+    ),
 }
 
 
@@ -186,13 +223,13 @@ def batch_action(request: HttpRequest, batch_id: int, action: str) -> HttpRespon
     if action not in BATCH_ACTIONS:
         raise Http404
     batch = get_object_or_404(Batch, pk=batch_id)
-    service, done = BATCH_ACTIONS[action]
+    service, done, effect = BATCH_ACTIONS[action]
     try:
         batch = service(batch=batch, actor=request.user)
     except campaign_services.CampaignError as exc:
         messages.error(request, f"Batch {batch.number} was not {done}: {exc}.")
     else:
-        messages.success(request, f"Batch {batch.number} {done}; it is now {batch.get_status_display().lower()}.")
+        messages.success(request, f"Batch {batch.number} {done}: {effect}.")
     return redirect("dashboard:batch_detail", batch_id=batch.pk)
 
 
@@ -216,7 +253,7 @@ def _preview_payload(form: ScheduleBatchForm) -> dict[str, Any]:
 def _capacity_message(exc: campaign_services.CapacityExceeded) -> str:
     room = max(exc.capacity - exc.load, 0)
     return (
-        f"{exc.day:%a %d %b %Y} already has {exc.load:,} meters scheduled; {exc.adding:,} more would exceed "
+        f"{staff_date(exc.day)} already has {exc.load:,} meters scheduled; {exc.adding:,} more would exceed "
         f"the campaign's daily capacity of {exc.capacity:,}. Schedule at most {room:,} meters that day, pick "
         "another day, or tick the override (it is recorded in the audit log)."
     )
@@ -264,7 +301,7 @@ def batch_schedule(request: HttpRequest) -> HttpResponse:
                     messages.success(
                         request,
                         f"Batch {batch.number} scheduled: {batch.enrolled:,} meters on "
-                        f"{timezone.localtime(batch.scheduled_at):%a %d %b %Y %H:%M}{note}.",
+                        f"{staff_datetime(batch.scheduled_at)}{note}.",
                     )
                     return redirect("dashboard:batch_detail", batch_id=batch.pk)
     else:

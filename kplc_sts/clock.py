@@ -42,3 +42,9 @@ def sleep_simulated(seconds: float) -> None:
 def localdate(at: dt.datetime | None = None) -> dt.date:
     """The Africa/Nairobi date of `at` (default: now)."""
     return timezone.localtime(at or now()).date()
+
+
+def api_timestamp(moment: dt.datetime) -> str:
+    """An instant as the partner API gives every timestamp: ISO 8601 in UTC ("...+00:00"), whatever
+    zone it was computed in (an accelerated clock started at +03:00 keeps that offset)."""
+    return moment.astimezone(dt.UTC).isoformat()

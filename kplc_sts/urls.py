@@ -1,6 +1,8 @@
 from csp.decorators import csp_update
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from care.views import ussd_callback
@@ -8,6 +10,10 @@ from care.views import ussd_callback
 from . import metrics, views
 
 urlpatterns = [
+    # A newcomer opening the server's address lands on the dashboard (the login page first), and
+    # browsers asking for /favicon.ico on every page get the icon instead of a 404.
+    path("", RedirectView.as_view(pattern_name="dashboard:home", permanent=False), name="home"),
+    path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}favicon.svg", permanent=True)),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),

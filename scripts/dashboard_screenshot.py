@@ -102,7 +102,9 @@ def play_history(days: int = 21) -> None:
             notices_sent(batch_id=batch.pk, meter_ids=meter_ids)
             failed = [m for m in meter_ids if rng.random() < 0.04]
             reasons = ["UserInBlacklist", "InvalidPhoneNumber", "AbsentSubscriber"]
-            Message.objects.filter(batch_id=batch.pk).exclude(meter_id__in=failed).update(status=Message.Status.DELIVERED)
+            Message.objects.filter(batch_id=batch.pk).exclude(meter_id__in=failed).update(
+                status=Message.Status.DELIVERED
+            )
             for meter_id in failed:
                 Message.objects.filter(batch_id=batch.pk, meter_id=meter_id).update(
                     status=Message.Status.FAILED, failure_reason=rng.choice(reasons)

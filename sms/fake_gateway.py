@@ -55,6 +55,11 @@ STATUS_NAMES = {
 }
 
 
+# A number the local gateway refuses for good (AT statusCode 406, UserInBlacklist) when started with
+# `fake_africastalking --refuse-demo-number`: the demo gives it to one meter, whose SMS keep failing.
+DEMO_REFUSED_NUMBER = "+254700000406"
+
+
 @dataclass
 class GatewayConfig:
     api_key: str | None = None  # None accepts any key

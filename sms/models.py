@@ -15,7 +15,7 @@ from kplc_sts import clock
 class Message(models.Model):
     class Purpose(models.TextChoices):
         NOTICE = "notice", "Campaign notice"
-        CODES = "codes", "Update codes and token"
+        CODES = "codes", "Update codes"
         TOKEN = "token", "Token"
         CARE = "care", "Customer care"
 

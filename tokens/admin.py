@@ -67,7 +67,7 @@ class ReversalRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("created_at", "vend", "reason", "status", "requested_by", "resolved_by", "resolved_at")
     list_filter = ("status",)
     search_fields = ("=vend__reference", "=vend__meter__meter_number")
-    list_select_related = ("vend",)
+    list_select_related = ("vend__meter", "vend__partner")
     readonly_fields = (
         "vend",
         "reason",

@@ -43,7 +43,7 @@ class VendingKey(models.Model):
 
 
 class KeyChangeSet(models.Model):
-    """The key change tokens (Reset code, Update code) that move one meter to a campaign's new key.
+    """The key change tokens (update codes 1 and 2) that move one meter to a campaign's new key.
 
     Generated once per meter and campaign, then attached to every vend until the meter is
     confirmed on the new key: a key change token has no TID, so the same digits stay valid and
@@ -116,7 +116,8 @@ class Vend(models.Model):
         indexes = [models.Index(fields=["meter", "-created_at"], name="vend_meter_idx")]
 
     def __str__(self) -> str:
-        return f"{self.reference}: KES {self.amount} to meter {self.meter.meter_number}"
+        # The admin's title for a sale: what, to which meter, from whom (never internal ids).
+        return f"KES {self.amount} to meter {self.meter.meter_number} ({self.partner.name}, ref {self.reference})"
 
 
 class IssuedToken(models.Model):
@@ -187,7 +188,7 @@ class ReversalRequest(models.Model):
         indexes = [models.Index(fields=["status", "-created_at"], name="reversal_status_idx")]
 
     def __str__(self) -> str:
-        return f"reversal of vend {self.vend_id}: {self.status}"
+        return f"Reversal of {self.vend}: {self.get_status_display().lower()}"
 
 
 class TokenDigest(models.Model):

@@ -11,14 +11,16 @@ from meters.models import Meter
 
 from .sts import format_token
 
-# The key change codes, named as the customer meets them on every channel: 1 then 2.
-CODE_LABELS = {1: ("reset_code", "Reset code"), 2: ("update_code", "Update code")}
+# One name for the key change codes on every channel a customer or an agent reads (receipt, API,
+# SMS, USSD, the care desk's decoder): "Update code 1", "Update code 2", then the "Token". The kinds
+# are the API's machine names, kept as partners parse them.
+CODE_KINDS = {1: "reset_code"}
 
 
 def code_label(position: int) -> tuple[str, str]:
     """(kind, label) of the key change code at `position`: a 128-bit key takes four codes, and a
     64-bit key changing supply group three."""
-    return CODE_LABELS.get(position, ("update_code", f"Update code {position}"))
+    return CODE_KINDS.get(position, "update_code"), f"Update code {position}"
 
 
 TOKEN_LABEL = "Token"  # noqa: S105 - the receipt label, not a secret
@@ -55,8 +57,8 @@ def vend_sms_text(
 def instruction_for(codes: list[str]) -> str:
     if not codes:
         return "Type the token into the meter and press Enter."
-    steps = ", then ".join(f"{code_label(n)[1]} ({n})" for n in range(1, len(codes) + 1))
+    steps = ", then ".join(code_label(n)[1] for n in range(1, len(codes) + 1))
     return (
         f"Load any unused old tokens first. Then type, in this order and waiting for each to be accepted: "
-        f"{steps}, then the Token ({len(codes) + 1})."
+        f"{steps}, then the Token."
     )

@@ -12,7 +12,7 @@ from django.db.models import F
 
 from kplc_sts.db import upsert_increment
 
-from ..models import Batch, Campaign, CampaignDailyStat
+from ..models import Batch, Campaign, CampaignDailyStat, CampaignRegionDay
 
 
 def counters_add(*, batch_id: int | None, campaign_id: int, **deltas: int) -> None:
@@ -32,3 +32,8 @@ def counters_add(*, batch_id: int | None, campaign_id: int, **deltas: int) -> No
 def daily_add(*, campaign_id: int, day: dt.date, **deltas: int) -> None:
     """Add `deltas` to the campaign's row for `day`, creating it if needed (one statement)."""
     upsert_increment(CampaignDailyStat, {"campaign_id": campaign_id, "day": day}, **deltas)
+
+
+def region_done_add(*, campaign_id: int, region: str, day: dt.date) -> None:
+    """One more meter of `region` updated on `day` (the progress by region), in one statement."""
+    upsert_increment(CampaignRegionDay, {"campaign_id": campaign_id, "region": region, "day": day}, done=1)

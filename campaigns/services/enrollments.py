@@ -30,7 +30,7 @@ from .. import rules
 from ..errors import EnrollmentStateError
 from ..models import Batch, Campaign, Enrollment, EnrollmentEvent
 from ..selectors import campaign_covering, enrollment_for_meter
-from .counters import counters_add, daily_add
+from .counters import counters_add, daily_add, region_done_add
 from .segments import segment_enrollment_added, segment_meter_status_moved
 
 State = Enrollment.State
@@ -132,6 +132,9 @@ def _enrollment_move(*, enrollment: Enrollment, to: str, actor_label: str, reaso
         deltas = _deltas(current, to)
         counters_add(batch_id=current.batch_id, campaign_id=current.campaign_id, **deltas)
         daily_add(campaign_id=current.campaign_id, day=clock.localdate(at), **_daily_deltas(to, deltas))
+        if deltas.get("done"):
+            region = Meter.objects.filter(pk=current.meter_id).values_list("region", flat=True).first() or ""
+            region_done_add(campaign_id=current.campaign_id, region=region, day=clock.localdate(at))
     for name, value in updates.items():
         setattr(enrollment, name, value)
     return True
@@ -179,6 +182,8 @@ def _enrollment_record(
     deltas = {**_deltas(blank, to), "outside_batch": 1}
     counters_add(batch_id=None, campaign_id=campaign.pk, **deltas)
     daily_add(campaign_id=campaign.pk, day=clock.localdate(at), **_daily_deltas(to, deltas))
+    if deltas.get("done"):
+        region_done_add(campaign_id=campaign.pk, region=meter.region, day=clock.localdate(at))
     return enrollment
 
 

@@ -131,6 +131,10 @@ TIME_ZONE = "Africa/Nairobi"
 USE_I18N = True
 USE_TZ = True
 
+# --- Staff screens' date and time format (issue 12) ----------------------------------------------
+# One format on every staff screen, "1 Dec 2026 22:17" in Africa/Nairobi: kplc_sts/formats/en/.
+FORMAT_MODULE_PATH = ["kplc_sts.formats"]
+
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]

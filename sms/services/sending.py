@@ -23,7 +23,7 @@ from kplc_sts.db import by_vendor, sql_value
 
 from .. import _pg, _portable
 from ..backends import SendResult, get_backend
-from ..events import notices_sent
+from ..events import notices_abandoned, notices_sent
 from ..models import Message
 from ..ratelimit import acquire_many
 from ..tallies import tally_add
@@ -119,8 +119,13 @@ def message_record_failure(*, message: Message, result: SendResult, now: dt.date
     final = Status.REJECTED if result.outcome == "rejected" else Status.FAILED
     reason = result.failure_reason or ("MaxAttempts" if result.outcome == "retry" else "Rejected")
     with transaction.atomic():
-        if live.update(status=final, failure_reason=reason, last_error=result.error, delivered_at=now):
+        ended = live.update(status=final, failure_reason=reason, last_error=result.error, delivered_at=now)
+        if ended:
             tally_add(message.batch_id, failed=1)
+    # After that commit, so that of two workers ending a batch's last notices at once, the later
+    # one sees the other's outcome and opens the batch.
+    if ended and message.purpose == Purpose.NOTICE and message.batch_id is not None:
+        notices_abandoned.send(sender=Message, batch_ids=[message.batch_id])
     return final
 
 

@@ -107,16 +107,15 @@
       total += n;
       cumulative.push(total);
     });
-    // Extend the axis to the deadline (or the projected date if later, up to a year).
+    // The axis ends at the deadline, so where the campaign stands against it reads at a glance; a
+    // projection past the deadline is named in the legend instead of stretching the axis.
     var last = days.length ? new Date(days[days.length - 1] + "T00:00:00Z") : new Date();
     var end = new Date(d.campaign.deadline + "T00:00:00Z");
-    if (d.projection.projected_date) {
-      var projected = new Date(d.projection.projected_date + "T00:00:00Z");
-      if (projected > end) end = projected;
-    }
-    var maxEnd = new Date(last.getTime() + 366 * 86400000);
-    if (end > maxEnd) end = maxEnd;
     var rate = d.projection.rate_per_day;
+    var projectedLabel = "At the 7-day rate";
+    if (d.projection.projected_date && d.projection.projected_date > d.campaign.deadline)
+      projectedLabel += " (done " + shortDay(d.projection.projected_date) + " " + d.projection.projected_date.slice(0, 4) + ", after the deadline)";
+    else if (!d.projection.projected_date && d.projection.remaining > 0) projectedLabel += " (not moving)";
     var projectedLine = cumulative.map(function (v, i) {
       return i === cumulative.length - 1 ? v : null;
     });
@@ -144,7 +143,7 @@
             borderWidth: 2,
           },
           {
-            label: "At the 7-day rate",
+            label: projectedLabel,
             data: projectedLine,
             borderColor: COLORS.notices,
             borderDash: [5, 4],
@@ -200,7 +199,101 @@
     });
   }
 
-  var DRAW = { daily: drawDaily, progress: drawProgress, vends: drawVends };
+  function drawRegions(canvas, d) {
+    // Lagging regions first (the server's order): the share of each target updated, on a 0-100 axis.
+    var rows = d.regions;
+    var options = baseOptions();
+    options.indexAxis = "y";
+    options.interaction = { mode: "nearest", axis: "y", intersect: false };
+    options.scales = {
+      x: { stacked: true, min: 0, max: 100, grid: { color: COLORS.grid }, ticks: { callback: function (v) { return v + " %"; } } },
+      y: { stacked: true, grid: { display: false } },
+    };
+    options.plugins.tooltip.callbacks.label = function (ctx) {
+      var r = rows[ctx.dataIndex];
+      if (ctx.datasetIndex === 0)
+        return "Updated " + fmt(r.done) + " of " + fmt(r.target) + " (" + r.share + " %), " + fmt(r.rate_per_day) +
+          "/day; needs " + fmt(r.needed_per_day) + "/day";
+      return "Still to update: " + fmt(r.target - r.done);
+    };
+    return new Chart(canvas, {
+      type: "bar",
+      data: {
+        labels: rows.map(function (r) { return r.region; }),
+        datasets: [
+          {
+            label: "Updated",
+            data: rows.map(function (r) { return r.share; }),
+            backgroundColor: rows.map(function (r) { return r.on_track ? COLORS.confirmed : COLORS.codes; }),
+            borderRadius: 2,
+          },
+          {
+            label: "Still to update",
+            data: rows.map(function (r) { return Math.max(0, 100 - r.share); }),
+            backgroundColor: COLORS.grid,
+            borderRadius: 2,
+          },
+        ],
+      },
+      options: options,
+    });
+  }
+
+  function drawDelivery(canvas, d) {
+    // Bucket times arrive in Africa/Nairobi (ISO with +03:00): the label is their wall-clock part.
+    var labels = d.buckets.map(function (iso) {
+      var day = iso.slice(8, 10).replace(/^0/, "") + " " + shortDay(iso.slice(0, 10)).split(" ")[1];
+      return d.unit === "day" ? day : (d.unit === "hour" ? day + " " : "") + iso.slice(11, 16);
+    });
+    function running(values) {
+      var total = 0;
+      return values.map(function (n) {
+        total += n;
+        return total;
+      });
+    }
+    var options = baseOptions();
+    options.scales.y.suggestedMax = d.enrolled;
+    return new Chart(canvas, {
+      type: "line",
+      data: {
+        labels: labels,
+        datasets: [
+          {
+            label: "Delivered",
+            data: running(d.delivered),
+            borderColor: COLORS.confirmed,
+            backgroundColor: "rgba(28,138,78,.12)",
+            fill: true,
+            pointRadius: labels.length > 1 ? 0 : 4,
+            borderWidth: 2,
+            stepped: true,
+          },
+          {
+            label: "Failed",
+            data: running(d.failed),
+            borderColor: COLORS.failed,
+            pointRadius: 0,
+            borderWidth: 1.5,
+            stepped: true,
+          },
+          {
+            label: "Meters in the batch",
+            data: labels.map(function () {
+              return d.enrolled;
+            }),
+            borderColor: COLORS.capacity,
+            borderDash: [2, 3],
+            pointRadius: 0,
+            borderWidth: 1,
+          },
+        ],
+      },
+      options: options,
+    });
+  }
+
+  var DRAW = { daily: drawDaily, progress: drawProgress, vends: drawVends, regions: drawRegions, delivery: drawDelivery };
 
   function initCharts() {
     if (typeof Chart === "undefined") return;
@@ -238,8 +331,11 @@
     var b = res.body;
     if (!res.ok || !b.valid) {
       var errors = (b && b.errors) || {};
+      // Name a field as its label does ("Date"), never by its key ("date").
       var lines = Object.keys(errors).map(function (field) {
-        return (field === "__all__" ? "" : field + ": ") + errors[field].join(" ");
+        var label = document.querySelector('label[for="id_' + field + '"]');
+        var name = label ? label.textContent.replace(/[:*]\s*$/, "").trim() : "";
+        return (field === "__all__" || !name ? "" : name + ": ") + errors[field].join(" ");
       });
       box.innerHTML = "";
       var p = document.createElement("p");
@@ -261,7 +357,7 @@
     box.innerHTML =
       "<dl>" +
       '<dt>Meters matched</dt><dd data-field="matched">' + fmt(b.matched) + "</dd>" +
-      "<dt>Already scheduled on " + b.day + '</dt><dd data-field="day_load">' + fmt(b.day_load) + "</dd>" +
+      "<dt>Already scheduled on " + shortDay(b.day) + " " + b.day.slice(0, 4) + '</dt><dd data-field="day_load">' + fmt(b.day_load) + "</dd>" +
       '<dt>Load after this batch</dt><dd data-field="load_after">' + fmt(b.load_after) + "</dd>" +
       '<dt>Daily capacity</dt><dd data-field="capacity">' + fmt(b.capacity) + "</dd>" +
       "</dl>" +

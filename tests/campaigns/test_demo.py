@@ -9,9 +9,11 @@ from campaigns.models import Batch, Campaign
 
 
 @pytest.mark.django_db
-def test_demo_seed_makes_a_campaign_with_batches(meter_factory):
+def test_demo_seed_makes_a_campaign_with_batches(meter_factory, django_capture_on_commit_callbacks):
     meter_factory.create_batch(40)
-    seed(io.StringIO())
+    with django_capture_on_commit_callbacks(execute=True) as started:
+        seed(io.StringIO())
+    assert len(started) == 1  # the first batch starts once the seed is committed, not inside it
     campaign = Campaign.objects.get()
     statuses = sorted(Batch.objects.values_list("status", flat=True))
     assert statuses == ["notifying", "scheduled", "scheduled"] or statuses == ["open", "scheduled", "scheduled"]

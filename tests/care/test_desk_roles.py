@@ -99,7 +99,9 @@ def test_supervisor_issues_a_management_token_and_sees_digits_each_view_audited(
     # On the old key, past the rollover, no token can be made: the desk says so instead of failing.
     refused = action(client, meter, "management-token", kind="clear_tamper")
     assert refused.status_code == 302
-    assert "can no longer carry tokens" in client.get(refused.url).content.decode()
+    shown = client.get(refused.url).content.decode()
+    assert "still on key revision 1, which the TID rollover retired" in shown
+    assert "Have the customer type update code 1, then update code 2" in shown
     Meter.objects.filter(pk=meter.pk).update(key_state=Meter.KeyState.CONFIRMED)
     response = action(client, meter, "management-token", kind="clear_tamper")
     assert response.status_code == 200

@@ -37,7 +37,7 @@ def test_made_under_the_old_key(updated_meter):
     assert result.verdict == Verdict.OLD_KEY
     assert "Made under the old key (revision 1)" in result.headline
     assert "refuses tokens made under the old one" in result.headline
-    assert any("loaded BEFORE codes 1 and 2" in line for line in result.details)
+    assert any("loaded BEFORE update codes 1 and 2" in line for line in result.details)
 
 
 def test_new_key_token_before_the_codes(updated_meter):
@@ -45,7 +45,7 @@ def test_new_key_token_before_the_codes(updated_meter):
     assert meter.key_state != Meter.KeyState.CONFIRMED
     result = explain(meter, first.credit_token.digits)
     assert result.verdict == Verdict.NEEDS_CODES
-    assert "Type code 1, then code 2, then this token" in result.headline
+    assert "Type update code 1, then update code 2, then this token" in result.headline
 
 
 def test_older_than_the_last_token(updated_meter):

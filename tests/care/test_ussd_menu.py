@@ -241,7 +241,7 @@ def test_actions_run_only_for_the_last_input() -> None:
 
 def test_help_says_what_to_type_in_what_order_and_to_load_old_tokens_first() -> None:
     english = play("5", "en")
-    assert "code 1, then code 2, then your token" in english and "load all unused tokens" in english
+    assert "update code 1, then update code 2, then your token" in english and "load all unused tokens" in english
     assert "old tokens stop working" in english
     assert "Choose 1 in the menu" in play("5*1", "en")
     assert "KABLA ya namba 1" in play("5", "sw")

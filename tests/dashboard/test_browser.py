@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 
 import pytest
-from django.db import connections
 from django.utils import timezone
 
 from campaigns.models import Batch, Campaign, CampaignTarget, Enrollment
 from meters.models import Meter
+from tests.browser import chromium_page
 from tests.conftest import STAFF_PASSWORD
 
 from .factories import daily_history
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 # Counts the canvas pixels that are drawn (alpha > 0) and those close to a given colour.
 PIXELS_JS = """
@@ -47,24 +36,7 @@ CODES_RGB = [0xF2, 0xA9, 0x00]
 
 @pytest.fixture
 def page(transactional_db, live_server, monkeypatch):
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the test itself
-    # makes are still synchronous and safe. Scoped to these tests, not the whole session.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=os.environ.get("CHROMIUM_PATH") or "/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
-        context = browser.new_context(viewport={"width": 1360, "height": 1000}, timezone_id="Africa/Nairobi")
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        yield page
-        context.close()
-        browser.close()
-        # While Playwright's loop runs, Django keeps this thread's connections in another context
-        # slot: close them here, or the test database cannot be dropped at the end of the run.
-        connections.close_all()
+    yield from chromium_page(monkeypatch)
 
 
 def _login(page, live_server, user):

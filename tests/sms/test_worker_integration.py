@@ -260,3 +260,19 @@ def test_a_worker_killed_mid_batch_is_finished_by_the_sweep_without_duplicates(
     adopted = Message.objects.filter(batch_id=batch.pk, last_error__startswith="adopted by the sweep")
     assert adopted.count() >= 1
     assert set(adopted.values_list("provider_message_id", flat=True)) <= {r.message_id for r in gateway.sent}
+
+
+def test_with_real_workers_the_batch_opens_as_its_last_notice_goes_out_without_a_sweep(
+    meter_factory, gateway, start_worker
+):
+    campaign = _campaign(meter_factory, 250)
+    start_worker(concurrency=2)  # two processes settle chunks concurrently
+    batch = _send_batch(campaign, 250)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if not Message.objects.filter(batch_id=batch.pk, status__in=["queued", "sending"]).exists():
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)  # the last worker's transaction commits a moment after its messages show as sent
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.OPEN, "the batch waited for a sweep (none ran in this test)"

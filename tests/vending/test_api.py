@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import time
 from decimal import Decimal
 
 import pytest
@@ -136,8 +138,15 @@ def test_luhn_invalid_meter_number_rejected_before_the_database(api, partner):
     [
         ({"amount": "abc"}, "INVALID_AMOUNT", "amount", 400),
         ({"amount": "10.001"}, "INVALID_AMOUNT", "amount", 400),
-        ({"amount": "-5"}, "INVALID_AMOUNT", "amount", 400),
         ({"amount": True}, "INVALID_AMOUNT", "amount", 400),
+        ({"amount": 100}, "INVALID_AMOUNT", "amount", 400),
+        ({"amount": 100.5}, "INVALID_AMOUNT", "amount", 400),
+        ({"amount": "1e3"}, "INVALID_AMOUNT", "amount", 400),
+        ({"amount": " 100"}, "INVALID_AMOUNT", "amount", 400),
+        # One rule for the range, whatever the sign: below the partner's minimum is 422.
+        ({"amount": "-100"}, "AMOUNT_TOO_LOW", "amount", 422),
+        ({"amount": "0"}, "AMOUNT_TOO_LOW", "amount", 422),
+        ({"amount": "5"}, "AMOUNT_TOO_LOW", "amount", 422),
         ({"amount": "9.99"}, "AMOUNT_TOO_LOW", "amount", 422),
         ({"amount": "35000.01"}, "AMOUNT_TOO_HIGH", "amount", 422),
         ({"reference": "has space"}, "INVALID_REFERENCE", "reference", 400),
@@ -313,3 +322,49 @@ def test_no_vending_key_is_service_unavailable_not_500(vend, in_campaign, meter_
     response = vend(meter_factory())
     assert response.status_code == 503 and error(response)["code"] == "VENDING_UNAVAILABLE"
     assert not Vend.objects.exists()
+
+
+def test_one_rule_for_amounts_below_the_minimum(api, vending_keys, in_campaign, meter_factory, partner):
+    meter = meter_factory()
+    answers = []
+    for amount in ("-100", "5"):
+        body = {"meter_number": meter.meter_number, "amount": amount, "reference": f"LOW{amount}"}
+        response = api.post("/api/v1/vends/", body, format="json")
+        answers.append((response.status_code, error(response)))
+    assert (
+        answers[0]
+        == answers[1]
+        == (
+            422,
+            {
+                "code": "AMOUNT_TOO_LOW",
+                "message": f"The smallest vend is KES {partner.min_vend_amount}.",
+                "field": "amount",
+            },
+        )
+    )
+
+
+def test_a_json_number_is_refused_with_the_documented_format(api, meter_factory):
+    body = {"meter_number": meter_factory().meter_number, "amount": 100, "reference": "NUM-1"}
+    response = api.post("/api/v1/vends/", body, format="json")
+    assert response.status_code == 400
+    assert error(response)["code"] == "INVALID_AMOUNT"
+    assert 'decimal string with at most 2 decimals, e.g. "100.00"' in error(response)["message"]
+    assert "JSON number" in error(response)["message"]
+    schema = api.get("/api/schema/?format=json").json()
+    amount = schema["components"]["schemas"]["VendRequest"]["properties"]["amount"]
+    assert amount["type"] == "string" and amount["pattern"].startswith("^-?[0-9]")
+
+
+def test_every_timestamp_the_api_gives_is_in_utc(api, vend, vending_keys, in_campaign, meter_factory, settings):
+    # An accelerated clock started at +03:00 keeps that offset in clock.now(): the API still says UTC.
+    settings.CLOCK_START = dt.datetime(2024, 8, 1, 13, 0, tzinfo=dt.timezone(dt.timedelta(hours=3)))
+    settings.CLOCK_WALL_START = time.time()
+    meter = meter_factory()
+    created = vend(meter, reference="TZ-1").json()["created_at"]
+    reprinted = api.get("/api/v1/vends/TZ-1/reprint/").json()["reprinted_at"]
+    requested = api.post("/api/v1/vends/TZ-1/reversal/", {"reason": "x"}, format="json").json()["requested_at"]
+    for stamp in (created, reprinted, requested):
+        assert stamp.endswith("+00:00"), stamp
+        assert dt.datetime.fromisoformat(stamp) >= dt.datetime(2024, 8, 1, 10, 0, tzinfo=dt.UTC)

@@ -40,8 +40,8 @@ def test_campaign_vend_codes_then_credit_in_order(api, vend, vending_keys, in_ca
     body = response.json()
     assert body["key_change"] is True
     assert [(t["position"], t["kind"], t["label"]) for t in body["tokens"]] == [
-        (1, "reset_code", "Reset code"),
-        (2, "update_code", "Update code"),
+        (1, "reset_code", "Update code 1"),
+        (2, "update_code", "Update code 2"),
         (3, "credit", "Token"),
     ]
     for token in body["tokens"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +15,11 @@ from meters.phones import InvalidPhoneNumber, normalize_kenyan_phone
 from tokens.sts import InvalidMeterNumber, validate_meter_number
 
 REFERENCE_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+# KES as a JSON string with at most two decimals. A sign is part of the format so that "-100" is
+# judged by the same rule as "5": a well-formed amount below the partner's minimum (422
+# AMOUNT_TOO_LOW), never a format error.
+AMOUNT_PATTERN = r"^-?[0-9]{1,10}(\.[0-9]{1,2})?$"
+AMOUNT_FORMAT = 'The amount must be KES as a decimal string with at most 2 decimals, e.g. "100.00".'
 
 
 def clean_meter_number(value: Any) -> str:
@@ -36,13 +42,28 @@ class MeterNumberField(serializers.Field):
         return value
 
 
+@extend_schema_field({"type": "string", "pattern": AMOUNT_PATTERN, "example": "100.00"})
+class AmountField(serializers.Field):
+    """The one amount rule: a JSON string of KES with at most 2 decimals (a JSON number is refused,
+    since a float cannot carry cents exactly); its range is the partner's limits, checked by the
+    vend service (422 AMOUNT_TOO_LOW / AMOUNT_TOO_HIGH)."""
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if not isinstance(data, str):
+            raise serializers.ValidationError(f"{AMOUNT_FORMAT} A JSON number is not accepted.")
+        if not re.fullmatch(AMOUNT_PATTERN, data):
+            raise serializers.ValidationError(AMOUNT_FORMAT)
+        return Decimal(data)
+
+    def to_representation(self, value: Decimal) -> str:
+        return str(value)
+
+
 class VendRequestSerializer(serializers.Serializer):
     meter_number = MeterNumberField(help_text="11 or 13 digits, Luhn-valid")
-    amount = serializers.DecimalField(
-        max_digits=12,
-        decimal_places=2,
-        min_value=Decimal("0.01"),
-        help_text='KES as a decimal string with at most 2 decimals, e.g. "100.00"',
+    amount = AmountField(
+        help_text='KES as a JSON string with at most 2 decimals, e.g. "100.00" (a JSON number is refused). '
+        "Below or above your limits: 422 AMOUNT_TOO_LOW / AMOUNT_TOO_HIGH"
     )
     reference = serializers.RegexField(
         REFERENCE_PATTERN,
@@ -53,11 +74,6 @@ class VendRequestSerializer(serializers.Serializer):
     customer_phone = serializers.CharField(
         required=False, allow_blank=True, max_length=20, help_text="Kenyan mobile for the SMS, e.g. +254712345678"
     )
-
-    def validate_amount(self, value: Decimal) -> Decimal:
-        if isinstance(self.initial_data.get("amount"), bool):
-            raise serializers.ValidationError("A valid number is required.")
-        return value
 
     def validate_customer_phone(self, value: str) -> str:
         if not value:
@@ -85,7 +101,7 @@ class TokenSerializer(serializers.Serializer):
     position = serializers.IntegerField(help_text="Type the tokens in this order: 1, 2, 3")
     kind = serializers.ChoiceField(choices=["reset_code", "update_code", "credit"])
     # The API's field name (partners parse it); it shadows Field.label, which a Serializer never reads.
-    label = serializers.CharField(help_text='"Reset code", "Update code" or "Token"')  # type: ignore[assignment]
+    label = serializers.CharField(help_text='"Update code 1", "Update code 2" or "Token"')  # type: ignore[assignment]
     digits = serializers.CharField(help_text="20 digits")
     display = serializers.CharField(help_text="Grouped 4-4-4-4-4, e.g. 1234-5678-9012-3456-7890")
 
@@ -113,7 +129,7 @@ class VendResponseSerializer(serializers.Serializer):
     units = serializers.CharField(help_text="kWh the token credits (never less than paid for)")
     unit = serializers.CharField()
     tariff = TariffSerializer()
-    key_change = serializers.BooleanField(help_text="True when the Reset and Update codes come first")
+    key_change = serializers.BooleanField(help_text="True when update codes 1 and 2 come first")
     tokens = TokenSerializer(many=True)
     instruction = serializers.CharField()
     sms_queued = serializers.BooleanField()
@@ -131,7 +147,7 @@ class MeterResponseSerializer(serializers.Serializer):
     region = serializers.CharField()
     can_vend = serializers.BooleanField()
     reason = serializers.CharField(allow_null=True, help_text="Error code that would refuse a vend, if any")
-    pending_update = serializers.BooleanField(help_text="A vend now carries the Reset and Update codes")
+    pending_update = serializers.BooleanField(help_text="A vend now carries update codes 1 and 2")
     key_state = serializers.CharField()
     min_amount = serializers.CharField()
     max_amount = serializers.CharField()

@@ -6,7 +6,6 @@ import time
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.exceptions import ValidationError
@@ -14,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from kplc_sts import clock
 from kplc_sts.metrics import vend_observe
 from meters.models import Meter
 from partners.authentication import ApiKeyAuthentication, IsPartner, PartnerRateThrottle
@@ -67,8 +67,7 @@ class MeterView(PartnerAPIView):
     @extend_schema(
         summary="Confirm the customer before a sale",
         description="Masked name, region, whether a vend is possible now, and whether it will carry the "
-        "Reset and Update codes. A meter number failing the Luhn check is refused before any lookup."
-        + error_table("meter"),
+        "update codes. A meter number failing the Luhn check is refused before any lookup." + error_table("meter"),
         responses={200: MeterResponseSerializer, **ERRORS},
         extensions={"x-error-codes": error_extension("meter")},
     )
@@ -93,8 +92,8 @@ class VendCreateView(PartnerAPIView):
         summary="Sell a token",
         description="Idempotent on `reference`: the same request again returns the first response byte for byte "
         "(header `Idempotent-Replayed: true`); the same reference with a different request is 409 "
-        "DUPLICATE_REFERENCE. For a meter due its update, `tokens` holds the Reset code (1), the Update code (2) "
-        "and the credit token (3), to be typed in that order." + error_table("vend"),
+        "DUPLICATE_REFERENCE. For a meter due its update, `tokens` holds Update code 1, Update code 2 "
+        "and the credit Token (3), to be typed in that order." + error_table("vend"),
         request=VendRequestSerializer,
         responses={201: VendResponseSerializer, **ERRORS},
         extensions={"x-error-codes": error_extension("vend")},
@@ -184,7 +183,7 @@ class VendReversalView(PartnerAPIView):
             "reference": reference,
             "status": reversal.status,
             "reason": reversal.reason,
-            "requested_at": timezone.localtime(reversal.created_at).isoformat(),
+            "requested_at": clock.api_timestamp(reversal.created_at),
             "tokens_revoked": False,
             "message": "Reversal request recorded for customer care. The token was not revoked: an STS token "
             "cannot be revoked once issued and stays valid in the meter.",

@@ -1,4 +1,4 @@
-"""Key change sets: a meter's Reset and Update codes for a campaign, made once and stored.
+"""Key change sets: a meter's update codes (1 and 2) for a campaign, made once and stored.
 
 A key change token has no TID, so the same digits stay valid until the meter takes them: every
 vend, USSD request and resend shows the identical set. It is made under the new key's TID counter

@@ -35,7 +35,7 @@ def vend_reprint(*, partner: Partner, reference: str, now: dt.datetime | None = 
     vend = vend_get(partner=partner, reference=reference)
     body = json.loads(vend.response_body)
     body["reprint"] = True
-    body["reprinted_at"] = (now or clock.now()).isoformat()
+    body["reprinted_at"] = clock.api_timestamp(now or clock.now())
     audit_record(action="vend.reprinted", actor_label=f"partner:{partner.pk}", target=vend, reference=reference)
     return body
 

@@ -226,7 +226,7 @@ def _receipt(
         "tokens": tokens_list(codes=codes, credit_digits=digits),
         "instruction": instruction_for(codes),
         "sms_queued": sms_queued,
-        "created_at": created_at.isoformat(),
+        "created_at": clock.api_timestamp(created_at),
     }
     return json.dumps(body, separators=(",", ":"))
 

@@ -7,6 +7,8 @@ INSTALLED_APPS order, so meters exist before campaigns and partners are built on
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Any
 
 from django.apps import apps
@@ -24,7 +26,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if Meter.objects.exists() and not options["force"]:
-            self.stdout.write("Demo data not loaded: the database already has meters.")
+            manage = f"{os.path.relpath(sys.executable)} manage.py"
+            password = os.environ.get("DEMO_PASSWORD", "demo-pass-2024")
+            self.stdout.write(
+                f"Demo data already loaded ({Meter.objects.count():,} meters). Staff logins as before: admin, "
+                f"manager, agent, supervisor, auditor (password {password!r} unless it was changed).\n"
+                f"Partner API keys are shown only once: for a new one, run {manage} new_partner_key 'Demo Bank'"
+            )
             return
         for app_config in apps.get_app_configs():
             try:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from kplc_sts.logging import redact
-from sms.fake_gateway import FakeAfricasTalking, GatewayConfig
+from sms.fake_gateway import DEMO_REFUSED_NUMBER, FakeAfricasTalking, GatewayConfig
 
 
 class Command(BaseCommand):
@@ -32,9 +32,14 @@ class Command(BaseCommand):
             metavar="NUMBER=CODE",
             help="fixed statusCode for a number, e.g. +254700000001=406 (repeatable)",
         )
+        parser.add_argument(
+            "--refuse-demo-number",
+            action="store_true",
+            help=f"refuse {DEMO_REFUSED_NUMBER} (UserInBlacklist), the demo's meter whose SMS keep failing",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        number_status = {}
+        number_status = {DEMO_REFUSED_NUMBER: 406} if options["refuse_demo_number"] else {}
         for item in options["number_status"]:
             number, _, code = item.partition("=")
             number_status[number] = int(code)
@@ -48,7 +53,14 @@ class Command(BaseCommand):
             dlr_threads=options["dlr_threads"],
             number_status=number_status,
         )
-        gateway = FakeAfricasTalking(config, host=options["host"], port=options["port"])
+        try:
+            gateway = FakeAfricasTalking(config, host=options["host"], port=options["port"])
+        except OSError as exc:
+            # Most often another install's gateway: sending through it would post our delivery
+            # reports to that install. Say so in one line instead of a traceback.
+            raise CommandError(
+                f"port {options['port']} is in use ({exc.strerror}); stop what listens there or set GATEWAY_PORT=…"
+            ) from None
         # The callback URL holds the delivery-report secret: this line lands in a log file.
         callback = redact(config.callback_url) if config.callback_url else "none"
         self.stdout.write(f"fake Africa's Talking on {gateway.url} (callback {callback})")
