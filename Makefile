@@ -29,7 +29,7 @@ run: install
 test: install-dev
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-APPS := accounts audit campaigns care dashboard kplc_sts meters partners sms tokens manage.py
+APPS := accounts audit campaigns care dashboard kplc_sts meters partners rehearsal sms tokens manage.py
 
 ## ruff (lint and format), mypy over the apps (django-stubs, DRF plugin) and strict on the STS engine.
 lint: install-dev

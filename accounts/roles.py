@@ -93,7 +93,8 @@ def roles_sync() -> None:
 def roles_sync_after_migrate(sender: Any, **kwargs: Any) -> None:
     from django.apps import apps
 
-    # post_migrate fires once per app, and each app's permissions are created by its own
-    # signal: sync once, after the last app, when every permission exists.
-    if sender.name == list(apps.get_app_configs())[-1].name:
+    # post_migrate fires once per app with models, and each app's permissions are created by its
+    # own signal: sync once, after the last such app, when every permission exists.
+    with_models = [config for config in apps.get_app_configs() if config.models_module is not None]
+    if sender.name == with_models[-1].name:
         roles_sync()

@@ -5,6 +5,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
+from kplc_sts.fields import ClockDateTimeField
 from kplc_sts.formats import staff_datetime
 
 
@@ -31,7 +32,7 @@ class AuditEvent(models.Model):
     """One sensitive action: who did what to which object, when. Append-only: the model refuses to
     change or delete a row, and so does the database (a trigger, migration audit 0002)."""
 
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    at = ClockDateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )

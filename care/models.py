@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 
 from kplc_sts import clock
+from kplc_sts.fields import ClockDateTimeField
 from meters.models import Meter
 
 
@@ -18,7 +19,7 @@ class UssdLanguage(models.Model):
 
     phone = models.CharField(max_length=16, unique=True)
     language = models.CharField(max_length=2, choices=Language.choices)
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = ClockDateTimeField(auto_now=True)
 
     class Meta:
         verbose_name = "USSD language choice"

@@ -23,6 +23,7 @@ from campaigns import services as campaigns
 from campaigns.models import Batch, Campaign, Enrollment
 from campaigns.selectors import enrollment_for_meter
 from campaigns.texts import codes_only_render
+from kplc_sts import clock
 from kplc_sts.ratelimit import Window, window_allows
 from meters.models import Meter
 from meters.phones import kenyan_phone_or_none
@@ -36,8 +37,10 @@ from .services import care_case_open, meter_confirm
 
 logger = logging.getLogger(__name__)
 
-SESSION_TTL = 600  # AT sessions last at most a few minutes
+SESSION_TTL = 600  # clock seconds: AT sessions last at most a few minutes
 LANGUAGE_TTL = 24 * 3600
+# A retransmission arrives within seconds of wall time, whatever the clock says.
+SESSION_MIN_WALL_SECONDS = 30
 
 _CASE_KIND = {
     ussd.Rejected.CODE1: CareCase.Kind.CODE1_REJECTED,
@@ -56,23 +59,25 @@ def ussd_language_get(*, phone: str) -> str:
     language = cache.get(key)
     if language is None:
         language = UssdLanguage.objects.filter(phone=phone).values_list("language", flat=True).first() or ""
-        cache.set(key, language, LANGUAGE_TTL)
+        cache.set(key, language, clock.cache_ttl(LANGUAGE_TTL))
     return language or ussd.DEFAULT_LANGUAGE
 
 
 def ussd_language_set(*, phone: str, language: str) -> None:
     UssdLanguage.objects.update_or_create(phone=phone, defaults={"language": language})
-    cache.set(f"ussd:lang:{phone}", language, LANGUAGE_TTL)
+    cache.set(f"ussd:lang:{phone}", language, clock.cache_ttl(LANGUAGE_TTL))
 
 
 def _rate_allowed(phone: str) -> bool:
-    return window_allows(Window(key=f"ussd:rate:{phone}", seconds=60), limit=settings.USSD_RATE_LIMIT_PER_MINUTE)
+    return window_allows(
+        Window(key=f"ussd:rate:{phone}", seconds=60, on_clock=True), limit=settings.USSD_RATE_LIMIT_PER_MINUTE
+    )
 
 
 def _sms_allowed(meter_number: str, what: str) -> bool:
     # Fail closed: with the counter store down, no SMS copies (the screen still shows the codes).
     return window_allows(
-        Window(key=f"ussd:sms:{what}:{meter_number}", seconds=3600),
+        Window(key=f"ussd:sms:{what}:{meter_number}", seconds=3600, on_clock=True),
         limit=settings.USSD_SMS_COPIES_PER_HOUR,
         fail_open=False,
     )
@@ -244,7 +249,11 @@ def ussd_request_handle(*, session_id: str, phone_number: str, text: str, servic
             return ussd.end_screen(language, "rate_limited").render()
         reply = ussd.ussd_reply(text=text, phone=phone, language=language, backend=DjangoUssdBackend(phone=phone))
         rendered = reply.render()
-        cache.set(session_key, {"text": text, "reply": rendered, "ended": reply.end}, SESSION_TTL)
+        cache.set(
+            session_key,
+            {"text": text, "reply": rendered, "ended": reply.end},
+            clock.cache_ttl(SESSION_TTL, at_least=SESSION_MIN_WALL_SECONDS),
+        )
     except Exception:
         # The customer gets a polite screen, never an error page; we get the traceback.
         logger.exception("USSD request failed (session %s)", session_key[-8:])

@@ -24,6 +24,8 @@ import redis
 from django.conf import settings
 from django.core.cache import cache
 
+from kplc_sts import clock
+
 logger = logging.getLogger(__name__)
 
 REDIS_RETRY_SECONDS = 5.0
@@ -38,14 +40,22 @@ def _client(url: str) -> redis.Redis:
 
 @dataclass(frozen=True)
 class Window:
-    """A counter of `seconds` length: `key` names it; the current window's number is appended."""
+    """A counter of `seconds` length: `key` names it; the current window's number is appended.
+
+    `on_clock` windows count `kplc_sts.clock` seconds: limits on what a customer does ("3 SMS
+    copies an hour") follow a rehearsal's accelerated clock. The others count wall seconds: limits
+    on load (a partner's requests per minute, the gateway's messages per second) protect real
+    processes, which an accelerated clock does not speed up.
+    """
 
     key: str
     seconds: int
+    on_clock: bool = False
 
     def current(self, now: float | None = None) -> tuple[str, float]:
         """The current window's key and the seconds until it ends."""
-        now = time.time() if now is None else now
+        if now is None:
+            now = clock.timestamp() if self.on_clock else time.time()
         number = int(now // self.seconds)
         return f"{self.key}:{self.seconds}:{number}", (number + 1) * self.seconds - now
 

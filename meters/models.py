@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from kplc_sts.fields import ClockDateTimeField
+
 
 class EncryptionAlgorithm(models.TextChoices):
     STA = "07", "EA07 STA"
@@ -58,8 +60,8 @@ class Meter(models.Model):
     region = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     key_state = models.CharField(max_length=16, choices=KeyState.choices, default=KeyState.OLD_KEY)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
+    updated_at = ClockDateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["meter_number"]

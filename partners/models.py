@@ -4,6 +4,8 @@ from decimal import Decimal
 
 from django.db import models
 
+from kplc_sts.fields import ClockDateTimeField
+
 
 class Partner(models.Model):
     """A bank, mobile-money aggregator or agent network that sells tokens through the REST API."""
@@ -28,7 +30,7 @@ class Partner(models.Model):
         blank=True,
         help_text='Request rate like "6000/min" (DRF syntax); empty for the default in settings',
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
@@ -54,7 +56,7 @@ class PartnerApiKey(models.Model):
     name = models.CharField(max_length=100, blank=True, help_text="What the key is for, e.g. 'production'")
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     key_hash = models.CharField(max_length=64, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
     created_by = models.CharField(max_length=100, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 

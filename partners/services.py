@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+import threading
 import time
 from datetime import date
 from decimal import Decimal
@@ -108,13 +109,17 @@ def partner_api_key_revoke(*, api_key: PartnerApiKey, actor: object = None, acto
 # clears it at once (revoke below, post_save signals in apps.py); other processes see it within
 # API_KEY_CACHE_SECONDS. Only successes are kept (an unknown key costs a query, and cannot fill memory).
 API_KEY_CACHE_SECONDS = 5.0
+# A TTLCache is not thread-safe (gunicorn's gthread workers serve requests on several threads):
+# concurrent expiry raised KeyError, a 500 the campaign rehearsal found. Every access holds this.
+_api_keys_lock = threading.Lock()
 _api_keys: TTLCache[str, PartnerApiKey] = TTLCache(
     maxsize=1000, ttl=API_KEY_CACHE_SECONDS, timer=lambda: time.monotonic()
 )
 
 
 def partner_api_key_cache_clear(**_kwargs: object) -> None:
-    _api_keys.clear()
+    with _api_keys_lock:
+        _api_keys.clear()
     if not _kwargs.get("local_only"):  # a change made here: every other process drops its copy too
         api_key_version_bump()
 
@@ -126,16 +131,18 @@ def partner_api_key_authenticate(*, raw_key: str) -> PartnerApiKey | None:
     if scheme != KEY_SCHEME or not dot or len(prefix) != _PREFIX_BYTES * 2:
         return None
     digest = _digest(raw_key)
-    cached = _api_keys.get(digest)
+    with _api_keys_lock:
+        cached = _api_keys.get(digest)
     if cached is not None:
         return cached
     api_key = PartnerApiKey.objects.select_related("partner").filter(prefix=prefix).first()
     if api_key is None or not hmac.compare_digest(api_key.key_hash, digest):
         return None
-    if api_key.revoked_at is not None:
-        _api_keys.pop(digest, None)
-        return None
-    _api_keys[digest] = api_key
+    with _api_keys_lock:
+        if api_key.revoked_at is not None:
+            _api_keys.pop(digest, None)
+            return None
+        _api_keys[digest] = api_key
     return api_key
 
 

@@ -15,7 +15,9 @@ messageId}]}}`. Failures are configurable:
 - `dlr_failures`: numbers whose delivery report says Failed with a reason.
 
 Accepted messages get a delivery report POSTed (form-encoded) to `callback_url` after
-`dlr_delay` seconds. GET /_fake/stats returns counters for scripts in other processes.
+`dlr_delay` seconds. GET /_fake/stats returns counters for scripts in other processes, and
+GET /_fake/messages?since=N&limit=M the accepted messages from position N on (what the handsets
+received: the rehearsal's customers read their SMS there).
 Room is left for a USSD simulator beside it (another path on the same server).
 """
 
@@ -111,6 +113,10 @@ class FakeAfricasTalking:
             def do_GET(self) -> None:
                 if self.path.startswith("/_fake/stats"):
                     self._reply(HTTPStatus.OK, gateway.stats())
+                elif self.path.startswith("/_fake/messages"):
+                    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+                    since, limit = int(query.get("since", "0")), int(query.get("limit", "5000"))
+                    self._reply(HTTPStatus.OK, gateway.messages_since(since, limit))
                 else:
                     self._reply(HTTPStatus.NOT_FOUND, "Not found", text=True)
 
@@ -186,6 +192,16 @@ class FakeAfricasTalking:
                 "reports_posted": self.reports_posted,
                 "report_errors": self.report_errors,
             }
+
+    def messages_since(self, since: int, limit: int = 5000) -> dict[str, object]:
+        """Accepted messages from position `since` on, oldest first: the handsets' view, for a
+        simulator in another process that plays the customers receiving them."""
+        with self._lock:
+            records = self.sent[since : since + max(limit, 0)]
+        return {
+            "next": since + len(records),
+            "messages": [{"id": r.message_id, "number": r.number, "message": r.message} for r in records],
+        }
 
     def handle_send(self, form: dict[str, str], headers: object) -> tuple[int, object, bool]:
         config = self.config

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +74,7 @@ def key_usable(key: MeterKey, now: dt.datetime) -> bool:
 # key is dropped at once in this process (signal, in apps.py) and within VENDING_KEY_TTL in others.
 VENDING_KEY_TTL = 60.0
 _vending_keys: TTLCache[tuple[str, int], bytes] = TTLCache(maxsize=512, ttl=VENDING_KEY_TTL)
+_vending_keys_lock = threading.Lock()  # a TTLCache is not thread-safe; gunicorn threads share it
 
 
 def vending_key_cached(sgc: str, krn: int) -> bytes:
@@ -81,14 +83,18 @@ def vending_key_cached(sgc: str, krn: int) -> bytes:
 
 
 def _vending_key(sgc: str, krn: int) -> bytes:
-    key = _vending_keys.get((sgc, krn))
+    with _vending_keys_lock:
+        key = _vending_keys.get((sgc, krn))
     if key is None:
-        key = _vending_keys[(sgc, krn)] = vending_key_get(sgc=sgc, krn=krn)
+        key = vending_key_get(sgc=sgc, krn=krn)
+        with _vending_keys_lock:
+            _vending_keys[(sgc, krn)] = key
     return key
 
 
 def vending_key_cache_clear(**_kwargs: Any) -> None:
-    _vending_keys.clear()
+    with _vending_keys_lock:
+        _vending_keys.clear()
 
 
 def meter_decoder_key(*, meter: Meter, key: MeterKey, pan: str | None = None) -> bytes:

@@ -322,8 +322,11 @@ def enrollment_flag_non_compliant(*, enrollment: Enrollment, actor_label: str, r
 def notices_sent(*, batch_id: int, meter_ids: Sequence[int], at: dt.datetime | None = None) -> int:
     """Set-based: these meters' notices were accepted by the gateway.
 
-    Their enrollments still scheduled become notified, and the day's notices_sent grows by the
-    number of notices. Returns the number of enrollments notified.
+    Every one of their enrollments not yet counted as notified reaches that milestone (notified_at,
+    the funnel's notified): the customer was told, even when the meter got its codes at the till
+    between the gateway taking the notice and the outbox counting it (a worker lost in between,
+    whose sends the sweep adopts minutes later). Only those still scheduled change state. The
+    day's notices_sent grows by the number of notices. Returns the number of enrollments notified.
     """
     at = at or clock.now()
     meter_ids = [pk for pk in meter_ids if pk is not None]
@@ -331,21 +334,31 @@ def notices_sent(*, batch_id: int, meter_ids: Sequence[int], at: dt.datetime | N
         campaign_id = Batch.objects.filter(pk=batch_id).values_list("campaign_id", flat=True).first()
         if campaign_id is None:
             return 0
-        ids = list(
+        # order_by("pk"): the model's default ordering joins batch and campaign, and FOR UPDATE then
+        # locks those rows too, before the enrollments, against the lock order every other move
+        # keeps (enrollment, batch, campaign): vends deadlocked with it (found by the rehearsal).
+        rows = list(
             Enrollment.objects.select_for_update()
-            .filter(batch_id=batch_id, meter_id__in=meter_ids, state=State.SCHEDULED)
-            .values_list("pk", flat=True)
+            .filter(batch_id=batch_id, meter_id__in=meter_ids, notified_at__isnull=True)
+            .order_by("pk")
+            .values_list("pk", "state")
         )
-        if ids:
-            Enrollment.objects.filter(pk__in=ids).update(state=State.NOTIFIED, notified_at=at, state_changed_at=at)
+        scheduled = [pk for pk, state in rows if state == State.SCHEDULED]
+        later = [pk for pk, state in rows if state != State.SCHEDULED]
+        if scheduled:
+            Enrollment.objects.filter(pk__in=scheduled).update(
+                state=State.NOTIFIED, notified_at=at, state_changed_at=at
+            )
             EnrollmentEvent.objects.bulk_create(
                 [
                     EnrollmentEvent(
                         enrollment_id=pk, from_state=State.SCHEDULED, to_state=State.NOTIFIED, at=at, actor_label="sms"
                     )
-                    for pk in ids
+                    for pk in scheduled
                 ]
             )
-        counters_add(batch_id=batch_id, campaign_id=campaign_id, notified=len(ids))
+        if later:
+            Enrollment.objects.filter(pk__in=later).update(notified_at=at)
+        counters_add(batch_id=batch_id, campaign_id=campaign_id, notified=len(rows))
         daily_add(campaign_id=campaign_id, day=clock.localdate(at), notices_sent=len(meter_ids))
-    return len(ids)
+    return len(rows)

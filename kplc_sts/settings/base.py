@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -55,6 +56,7 @@ INSTALLED_APPS = [
     "partners",
     "care",
     "dashboard",
+    "rehearsal",  # manage.py rehearse: the whole stack through a campaign on an accelerated clock
 ]
 
 MIDDLEWARE = [
@@ -214,7 +216,7 @@ CELERY_TASK_ROUTES = {
     "campaigns.start_due_batches": {"queue": "celery"},
     "campaigns.refresh_targets": {"queue": "celery"},
 }
-CELERY_BEAT_SCHEDULE = {
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "campaigns-start-due-batches": {"task": "campaigns.start_due_batches", "schedule": 30.0},
     "sms-sweep": {"task": "sms.sweep", "schedule": 60.0},
     "campaigns-refresh-targets": {"task": "campaigns.refresh_targets", "schedule": 3600.0},
@@ -368,3 +370,14 @@ if os.environ.get("CLOCK_START"):
         raise ValueError("CLOCK_START must carry a zone, e.g. 2024-06-12T08:00:00+03:00")
 CLOCK_WALL_START = env.float("CLOCK_WALL_START", default=0.0)
 CLOCK_SPEED = env.float("CLOCK_SPEED", default=1.0)
+if CLOCK_SPEED <= 0:
+    raise ValueError("CLOCK_SPEED must be positive (clock seconds per wall second)")
+# Beat counts wall seconds while the schedule above is meant in clock seconds ("start due batches
+# every 30 s"): on an accelerated clock each interval shrinks by the speed, but never below this
+# many wall seconds, so a 4000x rehearsal does not run the sweep in a busy loop.
+CLOCK_BEAT_MIN_SECONDS = env.float("CLOCK_BEAT_MIN_SECONDS", default=1.0)
+if CLOCK_START is not None:
+    CELERY_BEAT_SCHEDULE = {
+        name: {**entry, "schedule": max(float(entry["schedule"]) / CLOCK_SPEED, CLOCK_BEAT_MIN_SECONDS)}
+        for name, entry in CELERY_BEAT_SCHEDULE.items()
+    }

@@ -114,7 +114,8 @@ def message_record_failure(*, message: Message, result: SendResult, now: dt.date
             last_error=result.error,
             failure_reason=result.failure_reason,
         )
-        message_dispatch([message.pk], queue=queue_for(message.purpose), countdown=delay)
+        # The back-off is clock time (next_attempt_at); Celery's countdown waits in wall seconds.
+        message_dispatch([message.pk], queue=queue_for(message.purpose), countdown=clock.to_wall(delay))
         return Status.QUEUED
     final = Status.REJECTED if result.outcome == "rejected" else Status.FAILED
     reason = result.failure_reason or ("MaxAttempts" if result.outcome == "retry" else "Rejected")

@@ -46,7 +46,9 @@ def messages_reconcile(*, now: dt.datetime | None = None) -> int:
     take two reports. Returns the number of messages adopted (now sent, and settled if final).
     """
     now = now or clock.now()
-    stale_before = now - dt.timedelta(seconds=settings.SMS_SENDING_STALE_SECONDS)
+    # How long a send may take is a property of the worker and the gateway (wall time); claimed_at
+    # is on the clock, so on an accelerated clock the window is that many wall seconds' worth.
+    stale_before = now - dt.timedelta(seconds=clock.from_wall(settings.SMS_SENDING_STALE_SECONDS))
     stuck = [
         (pk, recipient, claimed_at)
         for pk, recipient, claimed_at in Message.objects.filter(status=Status.SENDING, claimed_at__lt=stale_before)
@@ -108,7 +110,7 @@ def messages_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
     """
     now = now or clock.now()
     adopted = messages_reconcile(now=now)
-    wait = max(settings.SMS_SENDING_STALE_SECONDS, settings.SMS_DLR_GRACE_SECONDS)
+    wait = clock.from_wall(max(settings.SMS_SENDING_STALE_SECONDS, settings.SMS_DLR_GRACE_SECONDS))
     requeued = Message.objects.filter(status=Status.SENDING, claimed_at__lt=now - dt.timedelta(seconds=wait)).update(
         status=Status.QUEUED, next_attempt_at=now, last_error="requeued by the sweep: the worker was lost mid-send"
     )
@@ -122,7 +124,9 @@ def messages_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
     for start in range(0, len(uncounted), 1000):
         messages_count_sent(ids=uncounted[start : start + 1000])
     reports = delivery_reports_apply_pending()
-    due = Message.objects.filter(status=Status.QUEUED, created_at__lt=now - dt.timedelta(seconds=2)).filter(
+    # Younger than 2 wall seconds: its own after-commit publish is probably still on its way.
+    young = dt.timedelta(seconds=clock.from_wall(2))
+    due = Message.objects.filter(status=Status.QUEUED, created_at__lt=now - young).filter(
         Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     )
     dispatched = 0

@@ -89,3 +89,20 @@ def test_no_active_enrollment_before_the_batch_time(campaign, meter_factory, now
     meter = meter_factory.create()
     batch_schedule(campaign=campaign, regions=[], sgcs=[], limit=1, scheduled_at=now + dt.timedelta(days=2))
     assert enrollment_for_meter(meter) is None
+
+
+def test_a_notice_counted_after_the_codes_still_counts_as_notified(enrollment):
+    """The gateway took the notice, then the customer bought (codes issued) before the outbox counted
+    it (its worker was lost and the sweep adopted the send later): the customer was notified."""
+    from campaigns.selectors import campaign_counters_recount
+    from campaigns.services import notices_sent
+
+    assert enrollment_mark_codes_issued(enrollment=enrollment, actor_label="partner:1") is True
+    assert notices_sent(batch_id=enrollment.batch_id, meter_ids=[enrollment.meter_id]) == 1
+    enrollment.refresh_from_db()
+    assert enrollment.state == Enrollment.State.CODES_ISSUED and enrollment.notified_at is not None
+    assert _counters(enrollment)["notified"] == 1
+    assert campaign_counters_recount(campaign=enrollment.campaign)["notified"] == 1
+    # Counted once: the same report again changes nothing.
+    assert notices_sent(batch_id=enrollment.batch_id, meter_ids=[enrollment.meter_id]) == 0
+    assert _counters(enrollment)["notified"] == 1
