@@ -88,11 +88,13 @@ def messages_count_sent(*, ids: Sequence[int]) -> int:
             per_batch[batch_id] = per_batch.get(batch_id, 0) + 1
             if purpose == Purpose.NOTICE:
                 notices.setdefault(batch_id, []).append(meter_id)
-        for batch_id, count in sorted(per_batch.items()):
-            tally_add(batch_id, sent=count)
         if notices:
             notices_sent.send(sender=Message, by_batch=notices, at=max(row[4] for row in rows if row[4] is not None))
         Message.objects.filter(pk__in=[row[0] for row in rows]).update(sent_counted=True)
+        # The batch's tally row is the one every delivery report of the batch also updates: lock it
+        # last, just before the commit, so the reports do not wait out the enrollments' bookkeeping.
+        for batch_id, count in sorted(per_batch.items()):
+            tally_add(batch_id, sent=count)
     return len(rows)
 
 
