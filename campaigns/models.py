@@ -94,6 +94,7 @@ class Campaign(FunnelCounters):
             models.CheckConstraint(condition=models.Q(to_krn__gte=1, to_krn__lte=9), name="campaign_to_krn"),
             models.CheckConstraint(condition=models.Q(new_ken__lte=255), name="campaign_new_ken"),
         ]
+        permissions = [("push_codes", "Can send update codes by SMS without a purchase")]
 
     def __str__(self) -> str:
         return self.name
