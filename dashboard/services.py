@@ -655,6 +655,7 @@ EXPORTS: dict[str, Export] = {
 # --- The endgame: who is left, and the projection that knows the plan ----------------------------
 
 LEFT_CACHE_SECONDS = 60
+NOTICES_OUT = (Batch.Status.NOTIFYING, Batch.Status.OPEN, Batch.Status.CLOSED)
 PLAN_CACHE_SECONDS = 300
 
 
@@ -747,12 +748,10 @@ LEFT_CSV_HEADER = (
 def left_csv_rows(*, campaign: Campaign, reason: str, region: str | None) -> Iterator[Sequence[Any]]:
     """One reason's meters (one region's, if given) for the field teams, in keyset pages."""
     label = next(r.label for r in rules.LEFT_REASONS if r.key == reason)
-    zone = timezone.get_current_timezone()
     for row in keyset_iterate(
         left_enrollments(campaign=campaign, reason=reason, region=region), fields=LEFT_CSV_FIELDS
     ):
-        values = [timezone.localtime(v, zone).strftime("%Y-%m-%d %H:%M") if isinstance(v, datetime) else v for v in row]
-        yield [*values[:5], label, *values[5:]]
+        yield [*row[:5], label, *row[5:]]  # csv_stream neutralises each cell (kplc_sts.csvsafe)
 
 
 @dataclass(frozen=True)
@@ -833,7 +832,11 @@ def campaign_plan_projection(*, campaign: Campaign, target: int, now: datetime) 
         for b in Batch.objects.filter(campaign=campaign).only("pk", "status", "scheduled_at", "started_at", "enrolled")
     }
     deadline_end = timezone.make_aware(datetime.combine(campaign.deadline + timedelta(days=1), datetime.min.time()))
-    started = [c for c in cohorts if batches[c["batch_id"]].started_at is not None]
+    def notified_yet(cohort: dict[str, Any]) -> bool:
+        batch = batches[cohort["batch_id"]]
+        return batch.started_at is not None or cohort["notified"] > 0 or batch.status in NOTICES_OUT
+
+    started = [c for c in cohorts if notified_yet(c)]
     started_enrolled = sum(c["enrolled"] for c in started)
     notify_share = sum(c["notified"] for c in started) / started_enrolled if started_enrolled else 1.0
 
@@ -848,20 +851,18 @@ def campaign_plan_projection(*, campaign: Campaign, target: int, now: datetime) 
             continue
         notice_at = batch.started_at or batch.scheduled_at
         at_deadline = curve_share(curve, days(notice_at, deadline_end))
-        if batch.started_at is None:
-            share_now = 0.0
-            reached = cohort["enrolled"] * notify_share
-        else:
+        if notified_yet(cohort):
             share_now = curve_share(curve, days(notice_at, now))
-            reached = max(
-                cohort["notified"], cohort["enrolled"] * notify_share * (batch.status == Batch.Status.NOTIFYING)
-            )
-        # What the curve still promises, never less than nothing, never more than those not done yet.
-        expected = min(max(at_deadline - share_now, 0.0) * reached, cohort["enrolled"] - cohort["done"])
-        if batch.started_at is None:
-            expected_scheduled += expected
+            sending = batch.status == Batch.Status.NOTIFYING
+            reached = max(float(cohort["notified"]), cohort["enrolled"] * notify_share if sending else 0.0)
         else:
+            share_now, reached = 0.0, cohort["enrolled"] * notify_share
+        # What the curve still promises, never less than nothing, never more than those not done yet.
+        expected = min(max(at_deadline - share_now, 0.0) * reached, float(cohort["enrolled"] - cohort["done"]))
+        if notified_yet(cohort):
             expected_open += expected
+        else:
+            expected_scheduled += expected
         region = cohort["meter__region"] or ""
         expected_by_region[region] = expected_by_region.get(region, 0.0) + expected
     targets = region_targets(campaign=campaign)
