@@ -832,6 +832,7 @@ def campaign_plan_projection(*, campaign: Campaign, target: int, now: datetime) 
         for b in Batch.objects.filter(campaign=campaign).only("pk", "status", "scheduled_at", "started_at", "enrolled")
     }
     deadline_end = timezone.make_aware(datetime.combine(campaign.deadline + timedelta(days=1), datetime.min.time()))
+
     def notified_yet(cohort: dict[str, Any]) -> bool:
         batch = batches[cohort["batch_id"]]
         return batch.started_at is not None or cohort["notified"] > 0 or batch.status in NOTICES_OUT
