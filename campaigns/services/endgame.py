@@ -198,7 +198,7 @@ def updates_infer(*, now: dt.datetime | None = None, chunk: int = 1000) -> int:
     while True:
         with transaction.atomic():
             rows = list(
-                Enrollment.objects.select_for_update(skip_locked=True)
+                Enrollment.objects.select_for_update(skip_locked=True, of=("self",))
                 .filter(
                     campaign__status=Campaign.Status.ACTIVE,
                     state__in=sorted(rules.INFERABLE_STATES),
