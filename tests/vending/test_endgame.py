@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 from io import StringIO
 
 import pytest
@@ -154,8 +155,17 @@ def _codes_then_purchase(campaign, vend, meter_factory, in_campaign) -> Meter:
     return meter
 
 
+def _overview_kpis(client, staff, campaign) -> dict[str, int]:
+    client.force_login(staff("Campaign manager", username=f"manager-{uuid.uuid4().hex[:8]}"))
+    page = client.get(f"/dashboard/campaigns/{campaign.pk}/").content.decode()
+    found = re.findall(
+        r'data-kpi="(\w+)">\s*<div class="label">([^<]+)</div>\s*<div class="value" data-value="(\d+)"', page
+    )
+    return {f"{key}:{label}": int(value) for key, label, value in found if key in ("confirmed", "inferred")}
+
+
 def test_inferred_only_after_the_grace_period_and_shown_apart_from_confirmed(
-    campaign, vend, vending_keys, in_campaign, meter_factory, settings
+    campaign, vend, vending_keys, in_campaign, meter_factory, settings, client, staff
 ):
     settings.ENDGAME_INFERENCE_GRACE_DAYS = 3
     meter = _codes_then_purchase(campaign, vend, meter_factory, in_campaign)
@@ -172,12 +182,16 @@ def test_inferred_only_after_the_grace_period_and_shown_apart_from_confirmed(
     assert (campaign.inferred, campaign.confirmed) == (1, 0)
     assert left_counts(campaign=campaign) == {}  # not "codes issued, not typed" any more
     _counters_exact(campaign)
+    kpis = {"confirmed:Confirmed by customer": 0, "inferred:Inferred from purchase": 1}
+    assert _overview_kpis(client, staff, campaign) == kpis
 
     # The customer confirms later: the meter moves from "inferred" to "confirmed by customer".
     meter_mark_confirmed(meter=meter, origin=Enrollment.Origin.USSD, actor_label="ussd:+254700000009")
     campaign.refresh_from_db()
     assert (campaign.inferred, campaign.confirmed) == (0, 1)
     _counters_exact(campaign)
+    kpis = {"confirmed:Confirmed by customer": 1, "inferred:Inferred from purchase": 0}
+    assert _overview_kpis(client, staff, campaign) == kpis
 
 
 def test_a_later_complaint_takes_the_inference_back(campaign, vend, vending_keys, in_campaign, meter_factory):
