@@ -182,6 +182,8 @@ class Simulation:
         self.manager, self.care_agent = manager, care_agent
         self.want_kill, self.want_redis_restart = kill_worker, redis_restart
         self.features = list(features)
+        self.reminder_runs: list[str] = []  # the last line of each send_reminders (feature "reminders")
+        self.push_runs: list[str] = []  # the last line of each push_codes (feature "codes-push")
         self.progress = progress
         self.heap: list[tuple[float, int, int, Callable[..., None], tuple[Any, ...]]] = []
         self.heap_lock = threading.Lock()

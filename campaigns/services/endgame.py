@@ -143,7 +143,10 @@ def reminders_send(
 
 
 def reminders_send_all(*, now: dt.datetime | None = None) -> int:
-    """Every active campaign with its reminder rule on (the beat task)."""
+    """Every active campaign with its reminder rule on (the beat task, unless ENDGAME_REMINDERS_BY_BEAT
+    is off)."""
+    if not settings.ENDGAME_REMINDERS_BY_BEAT:
+        return 0
     campaigns = Campaign.objects.filter(status=Campaign.Status.ACTIVE, reminder_rule__enabled=True)
     return sum(reminders_send(campaign=campaign, now=now) for campaign in campaigns)
 

@@ -221,6 +221,8 @@ SMS_COST_KES = os.environ.get("SMS_COST_KES", "0.80")
 ENDGAME_INFERENCE_GRACE_DAYS = env.float("ENDGAME_INFERENCE_GRACE_DAYS", default=3)
 # Reminders written per campaign per run of the beat task (the rest go on the next run).
 ENDGAME_REMINDERS_PER_RUN = env.int("ENDGAME_REMINDERS_PER_RUN", default=20000)
+# Off: beat leaves reminders to `manage.py send_reminders` (run it from cron, or a rehearsal's office).
+ENDGAME_REMINDERS_BY_BEAT = env.bool("ENDGAME_REMINDERS_BY_BEAT", default=True)
 # Workers: `celery -A kplc_sts worker -Q sms_codes,sms_notices,celery`; in production give
 # sms_codes its own worker so customers' codes never wait behind notices.
 CELERY_TASK_ROUTES = {
