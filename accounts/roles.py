@@ -23,6 +23,10 @@ ROLES: dict[str, list[str]] = {
         "campaigns.add_batch",
         "campaigns.change_batch",
         "campaigns.schedule_batch",
+        # The endgame: codes sent without a purchase (audited) and the reminder rule.
+        "campaigns.push_codes",
+        "campaigns.add_reminderrule",
+        "campaigns.change_reminderrule",
     ],
     CARE_AGENT: [
         "view:*",

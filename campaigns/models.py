@@ -10,6 +10,10 @@ the state change, so the dashboard never has to COUNT(*) millions of enrollments
 - ``done``: enrollments whose meter got its codes, was confirmed or left for a field visit (each
   counted once): what "still to update" subtracts from the target.
 - ``failed``, ``non_compliant``: enrollments *currently* in that state (they need care).
+- ``inferred``: enrollments *currently* counted as updated because a later purchase under the new
+  key drew no complaint within the grace period (`ENDGAME_INFERENCE_GRACE_DAYS`); a complaint or
+  the customer's own confirmation takes them out again (the funnel shows "confirmed by customer"
+  and "inferred from purchase" apart).
 - ``outside_batch`` (campaign only): enrollments recorded for a meter updated outside any batch.
 
 The SMS tallies (sent, delivered, failed) are the outbox's: `sms.models.MessageTally`.
@@ -28,10 +32,23 @@ DEFAULT_NOTICE_TEMPLATE = (
     "Next purchase brings update codes 1 and 2: type them first."
 )
 DEFAULT_CODES_TEMPLATE = "KPLC {meter} type in order: 1) {code1} 2) {code2} 3) {token} ({units}). Lost? *977#"
+DEFAULT_REMINDER_TEMPLATE = (
+    "KPLC: {name} meter {meter} must be updated by {deadline}. Buy a token to get update codes 1 and 2 "
+    "and type them first. No codes? Dial *977#"
+)
 
 
 class FunnelCounters(models.Model):
-    COUNTER_FIELDS = ("enrolled", "notified", "codes_issued", "confirmed", "done", "failed", "non_compliant")
+    COUNTER_FIELDS = (
+        "enrolled",
+        "notified",
+        "codes_issued",
+        "confirmed",
+        "done",
+        "failed",
+        "non_compliant",
+        "inferred",
+    )
 
     enrolled = models.PositiveIntegerField(default=0)
     notified = models.PositiveIntegerField(default=0)
@@ -40,6 +57,7 @@ class FunnelCounters(models.Model):
     done = models.PositiveIntegerField(default=0)
     failed = models.IntegerField(default=0)
     non_compliant = models.IntegerField(default=0)
+    inferred = models.IntegerField(default=0)
 
     class Meta:
         abstract = True
@@ -76,6 +94,7 @@ class Campaign(FunnelCounters):
             models.CheckConstraint(condition=models.Q(to_krn__gte=1, to_krn__lte=9), name="campaign_to_krn"),
             models.CheckConstraint(condition=models.Q(new_ken__lte=255), name="campaign_new_ken"),
         ]
+        permissions = [("push_codes", "Can send update codes by SMS without a purchase")]
 
     def __str__(self) -> str:
         return self.name
@@ -147,6 +166,15 @@ class Enrollment(models.Model):
     non_compliant_at = models.DateTimeField(null=True, blank=True)
     state_changed_at = models.DateTimeField()
     note = models.CharField(max_length=200, blank=True)
+    # The endgame (campaigns.services.endgame): evidence of update, reminders, codes sent unasked.
+    # The first purchase under the new key after the codes, since the last complaint (None again
+    # after a complaint): what "inferred from purchase" waits on for the grace period.
+    new_key_purchase_at = models.DateTimeField(null=True, blank=True)
+    inferred_at = models.DateTimeField(null=True, blank=True, help_text="Counted as updated from a purchase")
+    complained_at = models.DateTimeField(null=True, blank=True, help_text="Last complaint or rejected-code report")
+    reminders_sent = models.PositiveSmallIntegerField(default=0, db_default=0)  # batches insert set-based
+    last_reminder_at = models.DateTimeField(null=True, blank=True)
+    codes_pushed_at = models.DateTimeField(null=True, blank=True, help_text="Codes sent by SMS without a purchase")
 
     class Meta:
         ordering = ["batch", "id"]
@@ -154,6 +182,7 @@ class Enrollment(models.Model):
         indexes = [
             models.Index(fields=["batch", "state"], name="enrollment_batch_state_idx"),
             models.Index(fields=["meter"], name="enrollment_meter_idx"),
+            models.Index(fields=["campaign", "state"], name="enrollment_campaign_state_idx"),
         ]
 
     def __str__(self) -> str:
@@ -163,6 +192,36 @@ class Enrollment(models.Model):
     def reached_done(self) -> bool:
         """Whether the meter got its codes, was confirmed or left for a field visit (ever)."""
         return bool(self.codes_issued_at or self.confirmed_at or self.non_compliant_at)
+
+
+class ReminderRule(models.Model):
+    """A campaign's reminder rule: who gets a reminder SMS, how often, in what words.
+
+    A meter notified `notified_days` ago with no purchase since, or whose codes went out
+    `codes_days` ago with no sign of update (not confirmed, no inference, no purchase under the new
+    key), gets a reminder; the next one waits as long again after the last, up to
+    `max_per_meter`. Never to an updated meter, never in quiet hours (Africa/Nairobi)."""
+
+    campaign = models.OneToOneField(Campaign, on_delete=models.CASCADE, related_name="reminder_rule")
+    enabled = models.BooleanField(default=False)
+    notified_days = models.PositiveSmallIntegerField(default=3, help_text="Days after the notice with no purchase")
+    codes_days = models.PositiveSmallIntegerField(default=5, help_text="Days after the codes with no sign of update")
+    max_per_meter = models.PositiveSmallIntegerField(default=2)
+    template = models.TextField(default=DEFAULT_REMINDER_TEMPLATE)
+    updated_at = models.DateTimeField(default=clock.now)
+    updated_by = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(notified_days__gte=1), name="reminder_notified_days"),
+            models.CheckConstraint(condition=models.Q(codes_days__gte=1), name="reminder_codes_days"),
+            models.CheckConstraint(
+                condition=models.Q(max_per_meter__gte=1, max_per_meter__lte=10), name="reminder_max_per_meter"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"reminders of {self.campaign_id}"
 
 
 class EnrollmentEvent(models.Model):

@@ -83,6 +83,65 @@ METER_STATE_FOR: Mapping[str, MeterState] = {
 }
 
 
+# --- The endgame: reminders, codes sent unasked, evidence of update, who is left ---------------------
+
+# A reminder goes to a meter notified but with no purchase since (no codes), or with its codes out
+# and no sign of update (not confirmed, no inference, no purchase under the new key since).
+REMINDER_NOTIFIED_STATES: frozenset[str] = frozenset({State.NOTIFIED})
+REMINDER_CODES_STATES: frozenset[str] = frozenset({State.CODES_ISSUED})
+# Codes may be pushed (sent by SMS without a purchase) to meters whose batch came up and who have
+# no codes yet.
+PUSH_STATES: frozenset[str] = frozenset({State.SCHEDULED, State.NOTIFIED})
+# Only a meter waiting with its codes can be inferred updated from a later purchase under the new
+# key (a rejected-code report, FAILED, needs the customer's or care's word).
+INFERABLE_STATES: frozenset[str] = frozenset({State.CODES_ISSUED})
+# Entering these takes an inference back: a complaint (FAILED), a field visit, or the customer's
+# own confirmation, which then counts as "confirmed by customer" instead.
+INFERENCE_ENDS: frozenset[str] = frozenset({State.FAILED, State.NON_COMPLIANT, State.CONFIRMED})
+# Entering these also forgets the purchase that was waiting out its grace period.
+PURCHASE_EVIDENCE_VOID: frozenset[str] = frozenset({State.FAILED, State.NON_COMPLIANT})
+
+
+@dataclass(frozen=True)
+class LeftReason:
+    """Why an enrollment is not updated yet, and the action that fits it."""
+
+    key: str
+    label: str
+    action: str  # "reminder", "push", "field_visit"
+    action_label: str
+
+
+LEFT_REASONS: Sequence[LeftReason] = (
+    LeftReason("bad_phone", "Never notified: bad phone", "field_visit", "Field visit (no phone to reach)"),
+    LeftReason("no_purchase", "Notified, no purchase", "push", "Send the codes without a purchase"),
+    LeftReason("not_typed", "Codes issued, not typed", "reminder", "Send a reminder"),
+    LeftReason("rejected", "Reported a rejection", "field_visit", "Field visit (care case)"),
+    LeftReason("non_compliant", "Non-compliant, awaiting a field visit", "field_visit", "Field visit"),
+)
+
+
+def left_reason_q(key: str) -> Q:
+    """The ORM filter of one "who is left" reason over a campaign's enrollments. "Never notified"
+    is an enrollment still scheduled in a batch whose notices have all gone out (the batch opened):
+    its notice was refused or failed for good."""
+    if key == "bad_phone":
+        return Q(
+            state=State.SCHEDULED,
+            notified_at__isnull=True,
+            batch__status__in=[BatchStatus.OPEN, BatchStatus.CLOSED],
+        )
+    if key == "no_purchase":
+        return Q(state=State.NOTIFIED)
+    if key == "not_typed":
+        return Q(state=State.CODES_ISSUED, inferred_at__isnull=True)
+    if key == "rejected":
+        return Q(state=State.FAILED)
+    if key == "non_compliant":
+        return Q(state=State.NON_COMPLIANT)
+    raise KeyError(key)
+
+
 def codes_issue_changes(*, key_state: str, enrollment_state: str | None) -> bool:
     """Whether recording "codes issued" would change anything: the vend skips the call (and its row
     locks) for the many re-deliveries of codes already recorded."""

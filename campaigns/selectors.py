@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 
 from kplc_sts import clock
 from meters.models import Meter
@@ -21,6 +21,7 @@ from .models import (
     CampaignTarget,
     Enrollment,
     MeterSegment,
+    ReminderRule,
 )
 
 State = Enrollment.State
@@ -147,6 +148,7 @@ def campaign_counters_recount(*, campaign: Campaign) -> dict[str, int]:
         ),
         failed=Count("pk", filter=Q(state=State.FAILED)),
         non_compliant=Count("pk", filter=Q(state=State.NON_COMPLIANT)),
+        inferred=Count("pk", filter=Q(inferred_at__isnull=False)),
         outside_batch=Count("pk", filter=Q(batch__isnull=True)),
     )
     return {name: int(value or 0) for name, value in counts.items()}
@@ -232,3 +234,149 @@ def campaign_region_recount(*, campaign: Campaign) -> dict[tuple[str, dt.date], 
 def campaign_region_live(*, campaign: Campaign) -> dict[tuple[str, dt.date], int]:
     """The maintained CampaignRegionDay rows in campaign_region_recount's shape."""
     return {(row.region, row.day): row.done for row in CampaignRegionDay.objects.filter(campaign=campaign) if row.done}
+
+
+def batch_counters_recount(*, batch_id: int) -> dict[str, int]:
+    """One batch's funnel counters counted from its enrollment rows (for checks)."""
+    counts = Enrollment.objects.filter(batch_id=batch_id).aggregate(
+        enrolled=Count("pk"),
+        notified=Count("pk", filter=Q(notified_at__isnull=False)),
+        codes_issued=Count("pk", filter=Q(codes_issued_at__isnull=False)),
+        confirmed=Count("pk", filter=Q(confirmed_at__isnull=False)),
+        failed=Count("pk", filter=Q(state=State.FAILED)),
+        non_compliant=Count("pk", filter=Q(state=State.NON_COMPLIANT)),
+        inferred=Count("pk", filter=Q(inferred_at__isnull=False)),
+    )
+    return {name: int(value or 0) for name, value in counts.items()}
+
+
+# --- The endgame ------------------------------------------------------------------------------------
+
+
+def reminder_rule_for(campaign: Campaign) -> ReminderRule:
+    """The campaign's reminder rule, or the default one (off, not saved) if it has none yet."""
+    return ReminderRule.objects.filter(campaign=campaign).first() or ReminderRule(campaign=campaign)
+
+
+def reminders_due(*, campaign: Campaign, rule: ReminderRule, now: dt.datetime) -> QuerySet[Enrollment]:
+    """The campaign's enrollments a reminder is due to now (`rule`): open, with a phone, on the old
+    key or with codes out (never updated: not confirmed, not inferred, no field visit), fewer than
+    `max_per_meter` reminders, and
+
+    - notified `notified_days` ago with no purchase since (no codes), or
+    - codes issued `codes_days` ago with no sign of update (no purchase under the new key since);
+
+    a further reminder waits as long again after the last one."""
+    notified_before = now - dt.timedelta(days=rule.notified_days)
+    codes_before = now - dt.timedelta(days=rule.codes_days)
+    notified = Q(
+        state__in=sorted(rules.REMINDER_NOTIFIED_STATES),
+        codes_issued_at__isnull=True,
+        notified_at__lte=notified_before,
+    ) & (Q(last_reminder_at__isnull=True) | Q(last_reminder_at__lte=notified_before))
+    codes = Q(
+        state__in=sorted(rules.REMINDER_CODES_STATES),
+        codes_issued_at__lte=codes_before,
+        confirmed_at__isnull=True,
+        inferred_at__isnull=True,
+        new_key_purchase_at__isnull=True,
+    ) & (Q(last_reminder_at__isnull=True) | Q(last_reminder_at__lte=codes_before))
+    return (
+        Enrollment.objects.filter(rules.OPEN_ENROLLMENT.q(now=now), campaign=campaign)
+        .filter(notified | codes, reminders_sent__lt=rule.max_per_meter)
+        .filter(meter__key_state__in=[Meter.KeyState.OLD_KEY, Meter.KeyState.CODES_ISSUED])
+        .exclude(meter__phone="")
+    )
+
+
+class PushSelectionError(ValueError):
+    pass
+
+
+def push_candidates(
+    *, campaign: Campaign, now: dt.datetime, batch_id: int | None = None, notified_days: int | None = None
+) -> QuerySet[Enrollment]:
+    """The enrollments a codes push would send the codes to: in a batch that came up, with a phone,
+    no codes yet and not pushed before; of `batch_id`, and/or notified `notified_days` ago or more."""
+    if batch_id is None and notified_days is None:
+        raise PushSelectionError("choose a batch, or the days since the notice (or both)")
+    if notified_days is not None and notified_days < 0:
+        raise PushSelectionError("the days since the notice cannot be negative")
+    queryset = (
+        Enrollment.objects.filter(rules.OPEN_ENROLLMENT.q(now=now), campaign=campaign, batch__isnull=False)
+        .filter(state__in=sorted(rules.PUSH_STATES), codes_issued_at__isnull=True, codes_pushed_at__isnull=True)
+        .filter(meter__key_state=Meter.KeyState.OLD_KEY)
+        .exclude(meter__phone="")
+    )
+    if batch_id is not None:
+        queryset = queryset.filter(batch_id=batch_id)
+    if notified_days is not None:
+        queryset = queryset.filter(state=State.NOTIFIED, notified_at__lte=now - dt.timedelta(days=notified_days))
+    return queryset
+
+
+def left_counts(*, campaign: Campaign) -> dict[tuple[str, str], int]:
+    """The not-yet-updated per (region, reason key) counted from the rows (`rules.LEFT_REASONS`):
+    a grouped count per reason over the campaign's enrollments."""
+    counts: dict[tuple[str, str], int] = {}
+    for reason in rules.LEFT_REASONS:
+        rows = (
+            Enrollment.objects.filter(campaign=campaign)
+            .filter(rules.left_reason_q(reason.key))
+            .values("meter__region")
+            .annotate(n=Count("pk"))
+            .order_by()
+        )
+        for row in rows:
+            counts[(row["meter__region"] or "", reason.key)] = row["n"]
+    return counts
+
+
+def left_enrollments(*, campaign: Campaign, reason: str, region: str | None = None) -> QuerySet[Enrollment]:
+    """One reason's enrollments (and one region's, if given), for the field teams' CSV."""
+    queryset = Enrollment.objects.filter(campaign=campaign).filter(rules.left_reason_q(reason))
+    if region is not None:
+        queryset = queryset.filter(meter__region=region)
+    return queryset
+
+
+RESPONSE_DAYS = (1, 3, 7, 14)
+
+
+def response_curve(*, campaign: Campaign, now: dt.datetime) -> dict[int, float | None]:
+    """The observed response to a notice: of the enrollments notified at least d days ago, the
+    share updated (codes issued, confirmed or flagged for a field visit: the funnel's "done")
+    within d days of their notice, for d in RESPONSE_DAYS; None where no cohort is that old."""
+    aggregates: dict[str, Any] = {}
+    for days in RESPONSE_DAYS:
+        span = dt.timedelta(days=days)
+        old_enough = Q(notified_at__lte=now - span)
+        within = (
+            Q(codes_issued_at__lte=F("notified_at") + span)
+            | Q(confirmed_at__lte=F("notified_at") + span)
+            | Q(non_compliant_at__lte=F("notified_at") + span)
+        )
+        aggregates[f"n{days}"] = Count("pk", filter=old_enough)
+        aggregates[f"u{days}"] = Count("pk", filter=old_enough & within)
+    counts = Enrollment.objects.filter(campaign=campaign, notified_at__isnull=False).aggregate(**aggregates)
+    return {days: (counts[f"u{days}"] / counts[f"n{days}"] if counts[f"n{days}"] else None) for days in RESPONSE_DAYS}
+
+
+def batch_region_cohorts(*, campaign: Campaign) -> list[dict[str, Any]]:
+    """Per (batch, region): enrollments, notified, done (for the plan-aware projection)."""
+    rows = (
+        Enrollment.objects.filter(campaign=campaign, batch__isnull=False)
+        .values("batch_id", "meter__region")
+        .annotate(
+            enrolled=Count("pk"),
+            notified=Count("pk", filter=Q(notified_at__isnull=False)),
+            done=Count(
+                "pk",
+                filter=Q(codes_issued_at__isnull=False)
+                | Q(confirmed_at__isnull=False)
+                | Q(non_compliant_at__isnull=False),
+            ),
+        )
+        .order_by()
+    )
+    return [dict(row) for row in rows]

@@ -17,3 +17,13 @@ def start_due_batches_task() -> list[int]:
 @shared_task(name="campaigns.refresh_targets", ignore_result=True)
 def refresh_targets_task() -> int:
     return services.campaign_targets_refresh()
+
+
+@shared_task(name="campaigns.send_reminders", ignore_result=True)
+def send_reminders_task() -> int:
+    return services.reminders_send_all()
+
+
+@shared_task(name="campaigns.infer_updates", ignore_result=True)
+def infer_updates_task() -> int:
+    return services.updates_infer()

@@ -1,7 +1,8 @@
 """Customer SMS texts: GSM-7 only, one 160-character segment, names truncated to fit.
 
 Templates use `{placeholders}`. Notices: {meter}, {name}, {date}. Codes: {meter}, {name},
-{code1}, {code2}, {token}, {units}. Codes are labelled 1, 2, 3 in the order they are typed.
+{code1}, {code2}, {token}, {units}. Reminders: {meter}, {name}, {deadline}, and the *977# hint.
+Codes are labelled 1, 2, 3 in the order they are typed.
 Notices are rendered in SQL for a whole batch at once (`notice_sql_expression`) and in Python
 (`notice_render`, which the parity test compares it with). This module holds every customer SMS
 wording: notices, the vend's codes-and-token SMS, the token SMS and the codes-only resend.
@@ -26,6 +27,8 @@ LONGEST_METER = "0" * 13
 NAME_MAX = 24  # a name longer than this is cut even when the segment has room
 NOTICE_FIELDS = {"meter", "name", "date"}
 CODES_FIELDS = {"meter", "name", "code1", "code2", "token", "units"}
+REMINDER_FIELDS = {"meter", "name", "deadline"}
+USSD_HINT = "*977#"
 # Worst-case widths for the fields callers fill in (a 20-digit token grouped 4-4-4-4-4).
 SAMPLE_CODES = {
     "code1": "1234-5678-9012-3456-7890",
@@ -143,6 +146,11 @@ def codes_only_render(*, meter_number: str, codes: list[str]) -> str:
     return f"KPLC {meter_number}: load unused tokens first, then type {numbered} {len(codes) + 1}) your token. *977#"
 
 
+def reminder_render(*, template: str, meter_number: str, name: str, deadline: dt.date) -> str:
+    """A campaign's reminder: {meter}, {name}, {deadline} (the campaign's, "31 Aug 2024")."""
+    return _render(template, {"meter": meter_number, "deadline": _format_date(deadline)}, name)
+
+
 def _check(template: str, allowed: set[str], sample: dict[str, str]) -> None:
     try:
         unknown = _fields(template) - allowed
@@ -173,6 +181,15 @@ def validate_codes_template(template: str) -> None:
             raise TemplateError(f"a codes message must contain {field}")
     if not template.index("{code1}") < template.index("{code2}") < template.index("{token}"):
         raise TemplateError("codes must appear in typing order: code1, code2, token")
+
+
+def validate_reminder_template(template: str) -> None:
+    """GSM-7, one SMS at worst, no links, names the meter and gives the *977# hint."""
+    _check(template, REMINDER_FIELDS, {"meter": LONGEST_METER, "deadline": "30 Sep 2024"})
+    if "{meter}" not in template:
+        raise TemplateError("a reminder must name the meter")
+    if USSD_HINT not in template:
+        raise TemplateError(f"a reminder must give the {USSD_HINT} hint (codes on the customer's own phone)")
 
 
 def notice_sql_expression(*, batch: Batch, meter_alias: str, name_sql: str | None = None) -> tuple[str, list[Any]]:

@@ -274,6 +274,7 @@ SMS_NAMES: dict[str, str] = {
     Purpose.NOTICE: "Notice SMS",
     Purpose.CODES: "Update codes SMS",
     Purpose.TOKEN: "Token SMS",
+    Purpose.REMINDER: "Reminder SMS",
 }
 SMS_OUTCOMES: dict[str, tuple[str, str]] = {
     SmsStatus.DELIVERED: ("delivered", "ok"),

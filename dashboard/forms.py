@@ -6,7 +6,8 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
-from campaigns.models import Campaign
+from campaigns.models import Batch, Campaign
+from campaigns.texts import TemplateError, validate_reminder_template
 from kplc_sts import clock
 from kplc_sts.formats import staff_datetime
 
@@ -63,3 +64,58 @@ class ScheduleBatchForm(forms.Form):
                 )
             cleaned["scheduled_at"] = scheduled_at
         return cleaned
+
+
+class ReminderRuleForm(forms.Form):
+    enabled = forms.BooleanField(label="Send reminders (beat sends every half hour, never 20:00-08:00)", required=False)
+    notified_days = forms.IntegerField(
+        label="Days after the notice with no purchase", min_value=1, max_value=60, initial=3
+    )
+    codes_days = forms.IntegerField(
+        label="Days after the codes with no sign of update", min_value=1, max_value=60, initial=5
+    )
+    max_per_meter = forms.IntegerField(label="At most, reminders per meter", min_value=1, max_value=10, initial=2)
+    template = forms.CharField(
+        label="Reminder text",
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        help_text="GSM-7, one SMS (160 characters at worst). Placeholders: {meter}, {name}, {deadline}. "
+        "Must name the meter and give the *977# hint. No links.",
+    )
+
+    def clean_template(self) -> str:
+        template = str(self.cleaned_data["template"]).strip()
+        try:
+            validate_reminder_template(template)
+        except TemplateError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return template
+
+
+class CodesPushForm(forms.Form):
+    batch = forms.TypedChoiceField(label="Batch", required=False, coerce=int, empty_value=None)
+    notified_days = forms.IntegerField(
+        label="Notified at least this many days ago, still no codes",
+        required=False,
+        min_value=0,
+        max_value=365,
+    )
+
+    def __init__(self, *args: Any, campaign: Campaign, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.campaign = campaign
+        batch = self.fields["batch"]
+        assert isinstance(batch, forms.TypedChoiceField)
+        batch.choices = [("", "Any batch")] + [
+            (b.pk, f"Batch {b.number} ({b.get_status_display().lower()})")
+            for b in campaign.batches.exclude(status=Batch.Status.CANCELLED).order_by("number")
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("batch") is None and cleaned.get("notified_days") is None and not self.errors:
+            raise forms.ValidationError("Choose a batch, or the days since the notice (or both).")
+        return cleaned
+
+    def selected_batch(self) -> Batch | None:
+        batch_id = self.cleaned_data.get("batch")
+        return self.campaign.batches.filter(pk=batch_id).first() if batch_id else None

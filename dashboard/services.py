@@ -21,6 +21,7 @@ from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 from django.db.models.functions.datetime import TruncBase
 from django.utils import timezone
 
+from campaigns import rules
 from campaigns.models import (
     Batch,
     Campaign,
@@ -30,7 +31,13 @@ from campaigns.models import (
     Enrollment,
     MeterSegment,
 )
-from campaigns.selectors import segments_live
+from campaigns.selectors import (
+    batch_region_cohorts,
+    left_counts,
+    left_enrollments,
+    response_curve,
+    segments_live,
+)
 from campaigns.services import campaign_target_get
 from kplc_sts.csvsafe import csv_safe_row
 from kplc_sts.db import by_vendor
@@ -77,7 +84,8 @@ FUNNEL_LABELS = (
     ("scheduled", "Scheduled"),
     ("notified", "Notified"),
     ("codes_issued", "Codes issued"),
-    ("confirmed", "Confirmed"),
+    ("confirmed", "Confirmed by customer"),
+    ("inferred", "Inferred from purchase"),
     ("failed", "Failed"),
     ("non_compliant", "Non-compliant"),
     ("outside_batch", "Updated outside a batch"),
@@ -93,6 +101,7 @@ def funnel_stages(*, counters: Campaign | Batch, target: int) -> list[FunnelStag
         "notified": counters.notified,
         "codes_issued": counters.codes_issued,
         "confirmed": counters.confirmed,
+        "inferred": max(counters.inferred, 0),
         "failed": max(counters.failed, 0),
         "non_compliant": max(counters.non_compliant, 0),
         "outside_batch": getattr(counters, "outside_batch", 0),
@@ -641,3 +650,250 @@ EXPORTS: dict[str, Export] = {
     "vends-per-minute": Export("Vends per minute", ["minute", "vends", "vends_with_codes"], _vend_minute_rows),
     "api-errors": Export("Partner API errors", ["minute", "code", "count"], _api_error_rows),
 }
+
+
+# --- The endgame: who is left, and the projection that knows the plan ----------------------------
+
+LEFT_CACHE_SECONDS = 60
+NOTICES_OUT = (Batch.Status.NOTIFYING, Batch.Status.OPEN, Batch.Status.CLOSED)
+PLAN_CACHE_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class LeftRegion:
+    region: str
+    counts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class WhoIsLeft:
+    reasons: Sequence[rules.LeftReason]
+    regions: list[LeftRegion]
+    totals: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.totals.values())
+
+
+def campaign_left(*, campaign: Campaign) -> WhoIsLeft:
+    """The not-yet-updated by region and reason (`rules.LEFT_REASONS`), largest region first.
+
+    Grouped counts over the campaign's enrollments (campaigns.selectors.left_counts), cached for a
+    minute: a manager steering the endgame looks at it a few times an hour, not per request."""
+    key = f"dashboard:left:{campaign.pk}"
+    counts = cache.get(key)
+    if counts is None:
+        counts = left_counts(campaign=campaign)
+        cache.set(key, counts, LEFT_CACHE_SECONDS)
+    keys = [reason.key for reason in rules.LEFT_REASONS]
+    by_region: dict[str, dict[str, int]] = {}
+    for (region, reason), n in counts.items():
+        by_region.setdefault(region, dict.fromkeys(keys, 0))[reason] = n
+    regions = sorted(
+        (LeftRegion(region=region, counts=row) for region, row in by_region.items()),
+        key=lambda r: (-r.total, r.region),
+    )
+    totals = {key: sum(r.counts[key] for r in regions) for key in keys}
+    return WhoIsLeft(reasons=rules.LEFT_REASONS, regions=regions, totals=totals)
+
+
+def left_cache_clear(*, campaign: Campaign) -> None:
+    """After an action (a push, reminders) the page shows the new counts at once."""
+    cache.delete(f"dashboard:left:{campaign.pk}")
+    cache.delete(f"dashboard:plan:{campaign.pk}")
+
+
+LEFT_CSV_FIELDS = (
+    "meter__meter_number",
+    "meter__customer_name",
+    "meter__phone",
+    "meter__region",
+    "meter__sgc",
+    "state",
+    "batch__number",
+    "notified_at",
+    "codes_issued_at",
+    "failed_at",
+    "non_compliant_at",
+    "reminders_sent",
+    "last_reminder_at",
+    "codes_pushed_at",
+    "note",
+)
+LEFT_CSV_HEADER = (
+    "meter_number",
+    "customer_name",
+    "phone",
+    "region",
+    "sgc",
+    "reason",
+    "state",
+    "batch",
+    "notified_at",
+    "codes_issued_at",
+    "failed_at",
+    "non_compliant_at",
+    "reminders_sent",
+    "last_reminder_at",
+    "codes_pushed_at",
+    "note",
+)
+
+
+def left_csv_rows(*, campaign: Campaign, reason: str, region: str | None) -> Iterator[Sequence[Any]]:
+    """One reason's meters (one region's, if given) for the field teams, in keyset pages."""
+    label = next(r.label for r in rules.LEFT_REASONS if r.key == reason)
+    for row in keyset_iterate(
+        left_enrollments(campaign=campaign, reason=reason, region=region), fields=LEFT_CSV_FIELDS
+    ):
+        yield [*row[:5], label, *row[5:]]  # csv_stream neutralises each cell (kplc_sts.csvsafe)
+
+
+@dataclass(frozen=True)
+class RegionOutlook:
+    region: str
+    target: int
+    done: int
+    expected: int  # more updates the plan and the response curve promise by the deadline
+    projected: int
+
+    @property
+    def short(self) -> int:
+        return max(self.target - self.projected, 0)
+
+    @property
+    def misses(self) -> bool:
+        return self.short > 0
+
+    @property
+    def projected_share(self) -> float:
+        return 100.0 * self.projected / self.target if self.target else 100.0
+
+
+@dataclass(frozen=True)
+class PlanProjection:
+    curve: dict[int, float | None]
+    notify_share: float
+    done: int
+    expected_open: int  # from batches whose notices went out
+    expected_scheduled: int  # from batches still to come
+    target: int
+    unscheduled: int  # meters of the target in no batch yet
+    regions: list[RegionOutlook]
+
+    @property
+    def known(self) -> bool:
+        return any(share is not None for share in self.curve.values())
+
+    @property
+    def projected(self) -> int:
+        return min(self.done + self.expected_open + self.expected_scheduled, self.target)
+
+    @property
+    def short(self) -> int:
+        return max(self.target - self.projected, 0)
+
+    @property
+    def missing_regions(self) -> list[RegionOutlook]:
+        return [r for r in self.regions if r.misses]
+
+
+def curve_share(curve: dict[int, float | None], age_days: float) -> float:
+    """The share updated `age_days` after the notice: straight lines between the observed points
+    (0 at the notice), flat after the last one observed (no response is assumed after it)."""
+    points = [(0.0, 0.0)] + [(float(d), share) for d, share in sorted(curve.items()) if share is not None]
+    if age_days <= 0:
+        return 0.0
+    for (d0, s0), (d1, s1) in zip(points, points[1:], strict=False):
+        if age_days <= d1:
+            return s0 + (s1 - s0) * (age_days - d0) / (d1 - d0)
+    return points[-1][1]
+
+
+def campaign_plan_projection(*, campaign: Campaign, target: int, now: datetime) -> PlanProjection:
+    """Meters updated by the deadline if the batches still to come go out as scheduled and every
+    batch's customers respond as those notified so far did (`response_curve`: share updated 1, 3,
+    7 and 14 days after the notice), per region and in all; the regions that will miss.
+
+    Counted from the enrollments (cached five minutes): the curve and the (batch, region) cohorts."""
+    key = f"dashboard:plan:{campaign.pk}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    curve = response_curve(campaign=campaign, now=now)
+    cohorts = batch_region_cohorts(campaign=campaign)
+    batches = {
+        b.pk: b
+        for b in Batch.objects.filter(campaign=campaign).only("pk", "status", "scheduled_at", "started_at", "enrolled")
+    }
+    deadline_end = timezone.make_aware(datetime.combine(campaign.deadline + timedelta(days=1), datetime.min.time()))
+
+    def notified_yet(cohort: dict[str, Any]) -> bool:
+        batch = batches[cohort["batch_id"]]
+        return batch.started_at is not None or cohort["notified"] > 0 or batch.status in NOTICES_OUT
+
+    started = [c for c in cohorts if notified_yet(c)]
+    started_enrolled = sum(c["enrolled"] for c in started)
+    notify_share = sum(c["notified"] for c in started) / started_enrolled if started_enrolled else 1.0
+
+    def days(a: datetime, b: datetime) -> float:
+        return (b - a).total_seconds() / 86400.0
+
+    expected_by_region: dict[str, float] = {}
+    expected_open = expected_scheduled = 0.0
+    for cohort in cohorts:
+        batch = batches[cohort["batch_id"]]
+        if batch.status == Batch.Status.CANCELLED:
+            continue
+        notice_at = batch.started_at or batch.scheduled_at
+        at_deadline = curve_share(curve, days(notice_at, deadline_end))
+        if notified_yet(cohort):
+            share_now = curve_share(curve, days(notice_at, now))
+            sending = batch.status == Batch.Status.NOTIFYING
+            reached = max(float(cohort["notified"]), cohort["enrolled"] * notify_share if sending else 0.0)
+        else:
+            share_now, reached = 0.0, cohort["enrolled"] * notify_share
+        # What the curve still promises, never less than nothing, never more than those not done yet.
+        expected = min(max(at_deadline - share_now, 0.0) * reached, float(cohort["enrolled"] - cohort["done"]))
+        if notified_yet(cohort):
+            expected_open += expected
+        else:
+            expected_scheduled += expected
+        region = cohort["meter__region"] or ""
+        expected_by_region[region] = expected_by_region.get(region, 0.0) + expected
+    targets = region_targets(campaign=campaign)
+    done_by_region = {
+        row["region"]: row["n"]
+        for row in CampaignRegionDay.objects.filter(campaign=campaign).values("region").annotate(n=Sum("done"))
+    }
+    regions = []
+    for region in sorted(set(targets) | set(done_by_region) | set(expected_by_region)):
+        region_target, done = targets.get(region, 0), int(done_by_region.get(region) or 0)
+        expected = round(expected_by_region.get(region, 0.0))
+        regions.append(
+            RegionOutlook(
+                region=region,
+                target=region_target,
+                done=done,
+                expected=expected,
+                projected=min(done + expected, max(region_target, done)),
+            )
+        )
+    regions.sort(key=lambda r: (not r.misses, r.projected_share, r.region))
+    projection = PlanProjection(
+        curve=curve,
+        notify_share=notify_share,
+        done=campaign.done,
+        expected_open=round(expected_open),
+        expected_scheduled=round(expected_scheduled),
+        target=target,
+        unscheduled=max(target - campaign.enrolled - campaign.outside_batch, 0),
+        regions=regions,
+    )
+    cache.set(key, projection, PLAN_CACHE_SECONDS)
+    return projection

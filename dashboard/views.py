@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -15,17 +16,22 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, Stream
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.roles import roles_phrase
 from campaigns import rules
 from campaigns import services as campaign_services
 from campaigns.models import Batch, Campaign
+from campaigns.selectors import reminder_rule_for, reminders_due
+from campaigns.texts import TemplateError, reminder_render
 from kplc_sts import clock
 from kplc_sts.formats import staff_date, staff_datetime
+from sms.quiet import quiet_hours
+from tokens import services as token_services
 
 from . import services
-from .forms import ScheduleBatchForm
+from .forms import CodesPushForm, ReminderRuleForm, ScheduleBatchForm
 
 VIEW_PERMISSION = "campaigns.view_campaign"
 SCHEDULE_PERMISSION = "campaigns.schedule_batch"
@@ -94,6 +100,7 @@ def overview(request: HttpRequest, campaign_id: int) -> HttpResponse:
         recent_batches=campaign.batches.order_by("-scheduled_at", "-number")[:5],
         regions=services.campaign_region_progress(campaign=campaign, today=today),
         sms=services.campaign_sms_tally(campaign=campaign),
+        plan=services.campaign_plan_projection(campaign=campaign, target=target.meters, now=clock.now()),
         today=today,
     )
     return render(request, "dashboard/overview.html", context)
@@ -379,3 +386,127 @@ def export_csv(request: HttpRequest, name: str) -> StreamingHttpResponse:
     )
     response["Content-Disposition"] = f'attachment; filename="{name}{suffix}-{stamp}.csv"'
     return response
+
+
+# --- the endgame: who is left, codes push, reminders ------------------------------------------------
+
+PUSH_PERMISSION = "campaigns.push_codes"
+REMINDER_PERMISSION = "campaigns.change_reminderrule"
+
+
+def _endgame_context(request: HttpRequest, nav: str, campaign: Campaign) -> dict[str, Any]:
+    context = _base_context(request, nav, campaign)
+    context.update(
+        can_push=request.user.has_perm(PUSH_PERMISSION),
+        can_remind=request.user.has_perm(REMINDER_PERMISSION),
+        sms_cost_kes=settings.SMS_COST_KES,
+    )
+    return context
+
+
+@require_GET
+@staff_view(VIEW_PERMISSION)
+def who_is_left(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, pk=campaign_id)
+    target = services.campaign_target(campaign=campaign)
+    context = _endgame_context(request, "left", campaign)
+    context.update(
+        title="Who is left",
+        left=services.campaign_left(campaign=campaign),
+        plan=services.campaign_plan_projection(campaign=campaign, target=target.meters, now=clock.now()),
+        rule=reminder_rule_for(campaign),
+        grace_days=settings.ENDGAME_INFERENCE_GRACE_DAYS,
+    )
+    return render(request, "dashboard/who_is_left.html", context)
+
+
+@require_GET
+@staff_view(VIEW_PERMISSION)
+def who_is_left_csv(request: HttpRequest, campaign_id: int) -> StreamingHttpResponse:
+    campaign = get_object_or_404(Campaign, pk=campaign_id)
+    reason = request.GET.get("reason", "")
+    if reason not in {r.key for r in rules.LEFT_REASONS}:
+        raise Http404("unknown reason")
+    region = request.GET.get("region")
+    stamp = timezone.localtime(clock.now()).strftime("%Y%m%d-%H%M")
+    rows = services.left_csv_rows(campaign=campaign, reason=reason, region=region)
+    response = StreamingHttpResponse(
+        services.csv_stream(header=services.LEFT_CSV_HEADER, rows=rows), content_type="text/csv; charset=utf-8"
+    )
+    region_part = f"-{slugify(region) or 'no-region'}" if region is not None else ""
+    response["Content-Disposition"] = f'attachment; filename="left-{campaign.pk}-{reason}{region_part}-{stamp}.csv"'
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+@staff_view(PUSH_PERMISSION)
+def codes_push(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    """Choose a selection, see the count and the SMS cost, then confirm: two steps, one form."""
+    campaign = get_object_or_404(Campaign, pk=campaign_id)
+    data = request.POST if request.method == "POST" else (request.GET if request.GET else None)
+    form = CodesPushForm(data, campaign=campaign)
+    preview = None
+    if data is not None and form.is_valid():
+        batch, days = form.selected_batch(), form.cleaned_data.get("notified_days")
+        if request.method == "POST" and request.POST.get("action") == "confirm":
+            sent = token_services.codes_push(campaign=campaign, batch=batch, notified_days=days, actor=request.user)
+            services.left_cache_clear(campaign=campaign)
+            if sent:
+                messages.success(
+                    request,
+                    f"Update codes sent by SMS to {sent:,} meters (KES {token_services.sms_cost(sent)}); "
+                    "their customers type codes 1 and 2, then their next token.",
+                )
+            else:
+                messages.info(request, "Nothing sent: every meter of this selection already has its codes.")
+            return redirect("dashboard:who_is_left", campaign_id=campaign.pk)
+        preview = token_services.codes_push_preview(campaign=campaign, batch=batch, notified_days=days)
+    context = _endgame_context(request, "left", campaign)
+    context.update(title="Send the codes without a purchase", form=form, preview=preview)
+    return render(request, "dashboard/codes_push.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@staff_view(REMINDER_PERMISSION)
+def reminder_rule(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, pk=campaign_id)
+    rule = reminder_rule_for(campaign)
+    if request.method == "POST":
+        form = ReminderRuleForm(request.POST)
+        if form.is_valid():
+            try:
+                rule = campaign_services.reminder_rule_save(campaign=campaign, actor=request.user, **form.cleaned_data)
+            except TemplateError as exc:
+                form.add_error(None, str(exc))
+            else:
+                services.left_cache_clear(campaign=campaign)
+                state = "on" if rule.enabled else "off"
+                messages.success(request, f"Reminder rule saved: reminders are {state}.")
+                return redirect("dashboard:reminder_rule", campaign_id=campaign.pk)
+    else:
+        form = ReminderRuleForm(
+            initial={
+                "enabled": rule.enabled,
+                "notified_days": rule.notified_days,
+                "codes_days": rule.codes_days,
+                "max_per_meter": rule.max_per_meter,
+                "template": rule.template,
+            }
+        )
+    now = clock.now()
+    due = reminders_due(campaign=campaign, rule=rule, now=now).count() if rule.pk else None
+    context = _endgame_context(request, "left", campaign)
+    context.update(
+        title="Reminders",
+        form=form,
+        rule=rule,
+        due=due,
+        due_cost=token_services.sms_cost(due or 0),
+        quiet=quiet_hours(now),
+        quiet_start=settings.SMS_QUIET_START,
+        quiet_end=settings.SMS_QUIET_END,
+        sample=reminder_render(
+            template=rule.template, meter_number="54000000015", name="Jane Wanjiru", deadline=campaign.deadline
+        ),
+    )
+    return render(request, "dashboard/reminder_rule.html", context)

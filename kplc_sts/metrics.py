@@ -97,7 +97,7 @@ class OperationsCollector:
     def collect(self) -> Iterator[Metric]:
         now = clock.now()
         queue_of = {
-            purpose: settings.SMS_NOTICE_QUEUE if purpose == Message.Purpose.NOTICE else settings.SMS_CODES_QUEUE
+            purpose: settings.SMS_NOTICE_QUEUE if purpose in Message.BULK_PURPOSES else settings.SMS_CODES_QUEUE
             for purpose in Message.Purpose.values
         }
         live = GaugeMetricFamily(

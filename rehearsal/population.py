@@ -74,6 +74,9 @@ class Behaviour:
     purchase_scale: float = 1.0
     responds_to_notice: float = 0.35  # buys within a couple of days of the notice
     notice_response_mean_days: float = 1.5
+    # Issue 15's reminders, an assumption of the model (no KPLC figure): a reminder read makes this
+    # share of its readers buy soon (as a notice does), or fetch on *977# the codes they hold untyped.
+    responds_to_reminder: float = 0.25
     channels: tuple[tuple[str, float], ...] = (("mobile_money", 0.6), ("bank", 0.25), ("agent", 0.15))
     invalid_phone: float = 0.01  # the gateway answers 403 InvalidPhoneNumber
     blacklisted_phone: float = 0.01  # 406 UserInBlacklist
@@ -125,6 +128,7 @@ class Customer:
     stranded: set[str] = field(default_factory=set)  # old-key tokens that arrived after the update
     code_sets: list[tuple[str, ...]] = field(default_factory=list)  # every set of codes seen, any channel
     notices: int = 0
+    reminders: int = 0
     got_codes: bool = False
     confirmed: bool = False
     reported_rejection: bool = False

@@ -55,6 +55,7 @@ def daily_rows(sim: Simulation) -> list[dict[str, Any]]:
                 "day": day.isoformat(),
                 "scheduled_total": cumulative["scheduled"],
                 "notices": stats.notices,
+                "reminders": stats.reminders,
                 "sms": stats.sms,
                 "vends": stats.vends,
                 "vends_with_codes": stats.vends_with_codes,

@@ -42,6 +42,7 @@ from sms.models import Message
 from tokens.sts import RejectReason
 
 from . import endpoints
+from .features import REMINDER_MARK
 from .population import REGIONS, Behaviour, Customer
 from .stack import Stack
 
@@ -119,6 +120,7 @@ class DayStats:
     ussd_sessions: int = 0
     ussd_latencies: list[float] = field(default_factory=list)
     notices: int = 0
+    reminders: int = 0
     sms: int = 0
     scheduled: int = 0
     on_new_key: int = 0  # virtual meters that took the codes that day
@@ -180,6 +182,8 @@ class Simulation:
         self.manager, self.care_agent = manager, care_agent
         self.want_kill, self.want_redis_restart = kill_worker, redis_restart
         self.features = list(features)
+        self.reminder_runs: list[str] = []  # the last line of each send_reminders (feature "reminders")
+        self.push_runs: list[str] = []  # the last line of each push_codes (feature "codes-push")
         self.progress = progress
         self.heap: list[tuple[float, int, int, Callable[..., None], tuple[Any, ...]]] = []
         self.heap_lock = threading.Lock()
@@ -586,6 +590,9 @@ class Simulation:
     def _sms_in(self, customer: Customer, body: str) -> None:
         tokens = tokens_in(body)
         customer.note(f"{clock.now():%m-%d %H:%M} sms {body[:40]!r} tokens {[t[-4:] for t in tokens]}")
+        if not tokens and REMINDER_MARK in body:
+            self._reminded(customer)
+            return
         if not tokens:
             customer.notices += 1
             if customer.notices == 1 and customer.responds_to_notice and not customer.loses_sms:
@@ -602,6 +609,20 @@ class Simulation:
         if customer.loses_sms:
             return  # deleted unread: the overdue check sends the customer to *977#
         self._type(customer, codes, credit)
+
+    def _reminded(self, customer: Customer) -> None:
+        """A reminder (issue 15): a customer who has read it buys soon (with the share the model
+        assumes), or, holding codes not typed, fetches them on *977# as the reminder says."""
+        customer.reminders += 1
+        if customer.loses_sms or self.rng.random() >= self.behaviour.responds_to_reminder:
+            return
+        on_old_key = customer.meter is not None and customer.meter.krn == self.campaign.from_krn
+        if not on_old_key:
+            return  # updated, though the system has no word of it yet
+        if customer.got_codes and customer.purchases:
+            self._ussd_fetch(customer)
+        else:
+            self._next_purchase(customer, clock.timestamp(), mean_days=self.behaviour.notice_response_mean_days)
 
     def _sms_overdue(self, customer: Customer, credit: str) -> None:
         if credit in customer.typed:
@@ -730,7 +751,9 @@ class Simulation:
         with self.stats_lock:
             stats = self.day()
             stats.sms += 1
-            if not tokens:
+            if not tokens and REMINDER_MARK in body:
+                stats.reminders += 1
+            elif not tokens:
                 stats.notices += 1
                 self.gateway_notices[number] += 1
             else:

@@ -18,6 +18,7 @@ class Message(models.Model):
         CODES = "codes", "Update codes"
         TOKEN = "token", "Token"
         CARE = "care", "Customer care"
+        REMINDER = "reminder", "Campaign reminder"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -30,6 +31,10 @@ class Message(models.Model):
         CANCELLED = "cancelled", "Cancelled (batch cancelled)"
 
     FINAL_STATUSES = (Status.DELIVERED, Status.FAILED, Status.REJECTED, Status.CANCELLED)
+    # Bulk messages ride the notices queue (a million of them never delay a customer's codes).
+    BULK_PURPOSES = (Purpose.NOTICE, Purpose.REMINDER)
+    # Never sent in quiet hours (Africa/Nairobi): held and sent in the morning (sms.quiet).
+    QUIET_PURPOSES = (Purpose.REMINDER,)
 
     recipient = models.CharField(max_length=16, help_text="E.164, +254...")
     body = models.TextField()

@@ -19,6 +19,15 @@ from .batches import (
     batches_start_due,
 )
 from .campaigns import campaign_create
+from .endgame import (
+    enrollment_codes_push_claim,
+    enrollment_new_key_purchase,
+    meter_report_complaint,
+    reminder_rule_save,
+    reminders_send,
+    reminders_send_all,
+    updates_infer,
+)
 from .enrollments import (
     enrollment_confirm,
     enrollment_flag_non_compliant,
@@ -52,18 +61,25 @@ __all__ = [
     "campaign_target_get",
     "campaign_target_refresh",
     "campaign_targets_refresh",
+    "enrollment_codes_push_claim",
     "enrollment_confirm",
     "enrollment_flag_non_compliant",
     "enrollment_for_meter",
     "enrollment_mark_codes_issued",
     "enrollment_mark_failed",
     "enrollment_mark_notified",
+    "enrollment_new_key_purchase",
     "meter_mark_codes_issued",
     "meter_mark_codes_rejected",
     "meter_mark_confirmed",
     "meter_mark_non_compliant",
+    "meter_report_complaint",
     "meter_segments_refresh",
     "meter_state_set",
     "notices_sent",
     "register_recount",
+    "reminder_rule_save",
+    "reminders_send",
+    "reminders_send_all",
+    "updates_infer",
 ]

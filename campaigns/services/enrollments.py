@@ -94,6 +94,8 @@ def _deltas(before: Enrollment, to: str) -> dict[str, int]:
         deltas[before.state] = deltas.get(before.state, 0) - 1
     if to in rules.UPDATED and not before.reached_done:
         deltas["done"] = 1
+    if to in rules.INFERENCE_ENDS and before.inferred_at is not None:
+        deltas["inferred"] = -1
     return deltas
 
 
@@ -120,6 +122,12 @@ def _enrollment_move(*, enrollment: Enrollment, to: str, actor_label: str, reaso
             updates[rules.STATE_TIME[to]] = at  # when it first got there: the funnel's and the day's
         if reason:
             updates["note"] = reason[:200]
+        if to in rules.INFERENCE_ENDS and current.inferred_at is not None:
+            updates["inferred_at"] = None
+        if to in rules.PURCHASE_EVIDENCE_VOID and current.new_key_purchase_at is not None:
+            updates["new_key_purchase_at"] = None
+        if to == State.FAILED:
+            updates["complained_at"] = at
         Enrollment.objects.filter(pk=current.pk).update(**updates)
         EnrollmentEvent.objects.create(
             enrollment_id=current.pk,

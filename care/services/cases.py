@@ -7,11 +7,25 @@ from typing import Any
 from django.db import transaction
 
 from audit.services import audit_record
+from campaigns import services as campaigns
 from kplc_sts import clock
 from kplc_sts.actors import actor_label as label_for
 from meters.models import Meter
 
 from ..models import CareCase, CaseComment
+
+# A case of these kinds is a complaint about the meter's codes or tokens: a purchase under the new
+# key waiting out its grace period no longer counts as evidence of update, and an update already
+# inferred from one is taken back (campaigns.services.meter_report_complaint).
+COMPLAINT_KINDS = frozenset(
+    {
+        CareCase.Kind.CODE1_REJECTED,
+        CareCase.Kind.CODE2_REJECTED,
+        CareCase.Kind.TOKEN_REJECTED,
+        CareCase.Kind.NO_CODES,
+        CareCase.Kind.OTHER,
+    }
+)
 
 
 class CareError(ValueError):
@@ -44,6 +58,8 @@ def care_case_open(
             meter=meter, kind=kind, source=source, phone=phone, summary=summary[:300], opened_by=label[:100]
         )
         audit_record(action="care_case.opened", actor=actor, actor_label=label, target=case, kind=kind, source=source)
+        if meter is not None and kind in COMPLAINT_KINDS:
+            campaigns.meter_report_complaint(meter=meter, actor_label=label, reason=f"case {case.reference}")
     return case
 
 

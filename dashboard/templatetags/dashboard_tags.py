@@ -32,3 +32,9 @@ def pct(value: Any, total: Any = None) -> str:
         return f"{100.0 * float(value) / total:.1f} %" if total else "–"
     except (TypeError, ValueError):
         return "–"
+
+
+@register.filter
+def get(mapping: Any, key: Any) -> Any:
+    """mapping[key] in a template (None when absent)."""
+    return mapping.get(key) if hasattr(mapping, "get") else None

@@ -7,7 +7,7 @@ See `.env.example` for the full list. Environment-specific modules (`local`, `te
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +208,21 @@ SMS_CLAIM_CHUNK = env.int("SMS_CLAIM_CHUNK", default=100)  # claimed together; s
 SMS_SWEEP_LIMIT = env.int("SMS_SWEEP_LIMIT", default=50000)
 SMS_CODES_QUEUE = "sms_codes"
 SMS_NOTICE_QUEUE = "sms_notices"
+# Quiet hours, Africa/Nairobi (sms/quiet.py): reminders are never sent from START to END ("HH:MM").
+SMS_QUIET_START = time.fromisoformat(os.environ.get("SMS_QUIET_START", "20:00"))
+SMS_QUIET_END = time.fromisoformat(os.environ.get("SMS_QUIET_END", "08:00"))
+# What one SMS segment costs (KES; Africa's Talking reports "KES 0.8000" per Kenyan SMS): the
+# codes push and reminder screens show count x cost before the manager confirms.
+SMS_COST_KES = os.environ.get("SMS_COST_KES", "0.80")
+
+# --- Campaign endgame (docs/endgame.md) ----------------------------------------------------------
+# A purchase under the new key counts as evidence of update when no complaint or rejected-code
+# report follows within this many days.
+ENDGAME_INFERENCE_GRACE_DAYS = env.float("ENDGAME_INFERENCE_GRACE_DAYS", default=3)
+# Reminders written per campaign per run of the beat task (the rest go on the next run).
+ENDGAME_REMINDERS_PER_RUN = env.int("ENDGAME_REMINDERS_PER_RUN", default=20000)
+# Off: beat leaves reminders to `manage.py send_reminders` (run it from cron, or a rehearsal's office).
+ENDGAME_REMINDERS_BY_BEAT = env.bool("ENDGAME_REMINDERS_BY_BEAT", default=True)
 # Workers: `celery -A kplc_sts worker -Q sms_codes,sms_notices,celery`; in production give
 # sms_codes its own worker so customers' codes never wait behind notices.
 CELERY_TASK_ROUTES = {
@@ -215,11 +230,15 @@ CELERY_TASK_ROUTES = {
     "sms.sweep": {"queue": "celery"},
     "campaigns.start_due_batches": {"queue": "celery"},
     "campaigns.refresh_targets": {"queue": "celery"},
+    "campaigns.send_reminders": {"queue": "celery"},
+    "campaigns.infer_updates": {"queue": "celery"},
 }
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "campaigns-start-due-batches": {"task": "campaigns.start_due_batches", "schedule": 30.0},
     "sms-sweep": {"task": "sms.sweep", "schedule": 60.0},
     "campaigns-refresh-targets": {"task": "campaigns.refresh_targets", "schedule": 3600.0},
+    "campaigns-send-reminders": {"task": "campaigns.send_reminders", "schedule": 1800.0},
+    "campaigns-infer-updates": {"task": "campaigns.infer_updates", "schedule": 3600.0},
 }
 
 # --- Vending tariff (tokens/tariff.py) --------------------------------------------------------------

@@ -20,6 +20,7 @@ from meters.models import Meter
 from meters.phones import InvalidPhoneNumber, normalize_kenyan_phone
 
 from ..models import Message
+from ..quiet import quiet_hours, quiet_hours_end
 from ..tallies import tally_add
 from ..tasks import send_messages_task
 
@@ -33,7 +34,7 @@ PENDING_STATUSES = (Status.QUEUED, Status.HELD, Status.SENDING)
 
 def queue_for(purpose: str) -> str:
     """Notices have their own queue so a million of them never delay a customer's codes."""
-    return str(settings.SMS_NOTICE_QUEUE if purpose == Purpose.NOTICE else settings.SMS_CODES_QUEUE)
+    return str(settings.SMS_NOTICE_QUEUE if purpose in Message.BULK_PURPOSES else settings.SMS_CODES_QUEUE)
 
 
 def message_dispatch(ids: Sequence[int], *, queue: str, countdown: float | None = None) -> bool:
@@ -86,6 +87,55 @@ def message_queue(
         return message
     transaction.on_commit(lambda: message_dispatch([message.pk], queue=queue_for(purpose)))
     return message
+
+
+def messages_queue_many(
+    *, rows: Sequence[tuple[str, str, int | None, int | None]], purpose: str, queue: str | None = None
+) -> list[int]:
+    """Write many messages at once in the caller's transaction: rows of (recipient, body, meter_id,
+    batch_id). Published after commit in chunks, on `queue` (default: the purpose's); a purpose in
+    `Message.QUIET_PURPOSES` written in quiet hours waits, queued, for the morning (the sweep sends
+    it then). Numbers that are not Kenyan mobiles are rejected at once, as message_queue does.
+    Returns the ids of the queued messages."""
+    if purpose not in Purpose.values:
+        raise ValueError(f"unknown SMS purpose {purpose!r}")
+    now = clock.now()
+    hold_until = quiet_hours_end(now) if purpose in Message.QUIET_PURPOSES and quiet_hours(now) else None
+    messages = []
+    for recipient, body, meter_id, batch_id in rows:
+        try:
+            number: str | None = normalize_kenyan_phone(recipient)
+        except InvalidPhoneNumber:
+            number = None
+        messages.append(
+            Message(
+                recipient=(number or recipient or "")[:16],
+                body=body,
+                purpose=purpose,
+                status=Status.QUEUED if number else Status.REJECTED,
+                failure_reason="" if number else "InvalidPhoneNumber",
+                delivered_at=None if number else now,
+                next_attempt_at=hold_until if number else None,
+                meter_id=meter_id,
+                batch_id=batch_id,
+                created_at=now,
+            )
+        )
+    created = Message.objects.bulk_create(messages, batch_size=1000)
+    for message in created:
+        if message.status == Status.REJECTED:
+            tally_add(message.batch_id, failed=1)
+    ids = [message.pk for message in created if message.status == Status.QUEUED]
+    if ids and hold_until is None:
+        target = queue or queue_for(purpose)
+        chunk = settings.SMS_DISPATCH_CHUNK
+
+        def publish() -> None:
+            for start in range(0, len(ids), chunk):
+                message_dispatch(ids[start : start + chunk], queue=target)
+
+        transaction.on_commit(publish)
+    return ids
 
 
 # --- A batch's notices --------------------------------------------------------------------------

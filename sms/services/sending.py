@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F
 
 from kplc_sts import clock
 from kplc_sts.db import by_vendor, sql_value
@@ -25,6 +26,7 @@ from .. import _pg, _portable
 from ..backends import SendResult, get_backend
 from ..events import notices_abandoned, notices_sent
 from ..models import Message
+from ..quiet import quiet_hours, quiet_hours_end
 from ..ratelimit import acquire_many
 from ..tallies import tally_add
 from .outbox import message_dispatch, queue_for
@@ -96,6 +98,20 @@ def messages_count_sent(*, ids: Sequence[int]) -> int:
         for batch_id, count in sorted(per_batch.items()):
             tally_add(batch_id, sent=count)
     return len(rows)
+
+
+def _quiet_hold(claimed: list[Message]) -> list[Message]:
+    """Put reminders claimed in quiet hours back in the queue until the morning (the sweep sends
+    them then), their attempt not counted; return the rest."""
+    now = clock.now()
+    if not claimed or not quiet_hours(now):
+        return claimed
+    held = [message.pk for message in claimed if message.purpose in Message.QUIET_PURPOSES]
+    if held:
+        Message.objects.filter(pk__in=held, status=Status.SENDING).update(
+            status=Status.QUEUED, next_attempt_at=quiet_hours_end(now), claimed_at=None, attempts=F("attempts") - 1
+        )
+    return [message for message in claimed if message.pk not in held]
 
 
 def _backoff_seconds(attempts: int) -> float:
@@ -176,7 +192,7 @@ def messages_send(*, ids: Sequence[int], queue: str, time_budget: float | None =
         if time.monotonic() - started > budget:
             message_dispatch(list(ids[index:]), queue=queue)
             break
-        claimed = messages_claim(list(ids[index : index + step]))
+        claimed = _quiet_hold(messages_claim(list(ids[index : index + step])))
         accepted: list[tuple[Message, SendResult]] = []
         allowance = 0
         try:

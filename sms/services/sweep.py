@@ -131,8 +131,8 @@ def messages_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
     )
     dispatched = 0
     for queue, purposes in (
-        (settings.SMS_CODES_QUEUE, [p for p in Purpose.values if p != Purpose.NOTICE]),
-        (settings.SMS_NOTICE_QUEUE, [Purpose.NOTICE]),
+        (settings.SMS_CODES_QUEUE, [p for p in Purpose.values if p not in Message.BULK_PURPOSES]),
+        (settings.SMS_NOTICE_QUEUE, list(Message.BULK_PURPOSES)),
     ):
         if _broker_queue_length(queue) > 0:
             continue  # workers are still busy with this queue; its messages have tasks

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..plan import VendFacts, VendPlan, meter_current_key, vend_plan
 from ..selectors import mask_name, meter_last_tokens, meter_summary, meter_update_codes, vend_facts_load
+from .codes_push import PushPreview, codes_push, codes_push_preview, sms_cost
 from .key_change import key_change_set_issue, key_change_set_under_lock
 from .management import management_token_issue
 from .reversals import reversal_request_create, reversal_request_resolve, vend_get, vend_reprint, vend_sms_resend
@@ -17,6 +18,10 @@ __all__ = [
     "VendFacts",
     "VendOutcome",
     "VendPlan",
+    "PushPreview",
+    "codes_push",
+    "codes_push_preview",
+    "sms_cost",
     "key_change_set_issue",
     "key_change_set_under_lock",
     "management_token_issue",

@@ -82,7 +82,9 @@ def _rollover_check(*, meter: Meter, old: MeterKey, new: MeterKey) -> None:
     )
 
 
-def key_change_set_issue(*, meter: Meter, campaign: Campaign, actor_label: str, origin: str) -> KeyChangeSet:
+def key_change_set_issue(
+    *, meter: Meter, campaign: Campaign, actor_label: str, origin: str, reason: str = ""
+) -> KeyChangeSet:
     """Make (once) and return the meter's codes for `campaign` without a sale, e.g. for USSD *977#.
 
     Records the codes as issued (the meter's enrollment, or one outside any batch). Same lock as a
@@ -92,5 +94,7 @@ def key_change_set_issue(*, meter: Meter, campaign: Campaign, actor_label: str, 
     with transaction.atomic():
         tid_counter_lock(meter=meter, key=MeterKey.campaign_target(meter, campaign))
         key_change_set = key_change_set_under_lock(meter=meter, campaign=campaign, pan=pan)
-        campaigns.meter_mark_codes_issued(meter=meter, campaign=campaign, origin=origin, actor_label=actor_label)
+        campaigns.meter_mark_codes_issued(
+            meter=meter, campaign=campaign, origin=origin, actor_label=actor_label, reason=reason
+        )
     return key_change_set

@@ -287,6 +287,10 @@ def _vend_settle(*, partner: Partner, facts: VendFacts, plan: VendPlan, amount: 
             actor_label=f"partner:{partner.pk}",
             at=now,
         )
+    elif enrollment is not None and plan.campaign is not None:
+        # A purchase under the new key after the codes: evidence of update once its grace period
+        # passes with no complaint (campaigns decides; one statement, only when it can change).
+        campaigns.enrollment_new_key_purchase(enrollment=enrollment, at=now)
     if not partner_daily_reserve(partner=partner, amount=amount, day=clock.localdate(now)):
         raise errors.DailyLimitExceeded(
             f"This vend would take the partner past its daily limit of KES {partner.daily_limit}."

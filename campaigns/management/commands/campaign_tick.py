@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from campaigns.services import campaign_targets_refresh
+from campaigns.services import campaign_targets_refresh, reminders_send_all, updates_infer
 from campaigns.tasks import start_due_batches_task
 from sms.tasks import sweep_task
 
@@ -27,8 +27,13 @@ class Command(BaseCommand):
             swept = sweep_task()
             # Without beat this is what keeps the overview's target current (beat: hourly task).
             targets = campaign_targets_refresh(older_than=TARGET_MAX_AGE)
-            if started or any(swept.values()) or targets or not options["loop"]:
-                self.stdout.write(f"batches started: {started or 'none'}; sweep: {swept}; targets recounted: {targets}")
+            # The endgame's beat tasks: both are no-ops until a rule is on or a grace period ends.
+            inferred, reminded = updates_infer(), reminders_send_all()
+            if started or any(swept.values()) or targets or inferred or reminded or not options["loop"]:
+                self.stdout.write(
+                    f"batches started: {started or 'none'}; sweep: {swept}; targets recounted: {targets}; "
+                    f"inferred updated: {inferred}; reminders: {reminded}"
+                )
                 self.stdout.flush()
             if not options["loop"]:
                 return

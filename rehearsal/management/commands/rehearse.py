@@ -260,6 +260,7 @@ class Command(BaseCommand):
             | {"capacity": capacity, "day_seconds": round(day_seconds, 2), "clock_speed": round(speed, 1)},
             "behaviour": {k: v for k, v in behaviour.__dict__.items()},
             "features": options["feature"],
+            "feature_runs": {"send_reminders": simulation.reminder_runs, "push_codes": simulation.push_runs},
             "timing": {
                 "setup_seconds": round(setup_seconds, 1),
                 "play_seconds": round(play_seconds, 1),
