@@ -138,6 +138,8 @@ def partition_detach_drop(cursor: Any, table: HistoryTable, name: str, *, lock_t
     """Detach and drop the partition. DETACH takes a brief exclusive lock on the parent (not
     CONCURRENTLY: that is refused while a default partition exists); `lock_timeout` makes it give up
     rather than queue vends behind it."""
+    # Deferred foreign-key checks of rows written earlier in this transaction would block the DROP.
+    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     cursor.execute(f"SET LOCAL lock_timeout = '{lock_timeout}'")
     cursor.execute(f"ALTER TABLE {table.table} DETACH PARTITION {name}")
     cursor.execute(f"DROP TABLE {name}")

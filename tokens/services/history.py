@@ -16,6 +16,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -124,18 +125,22 @@ def partitions_due(*, now: dt.datetime | None = None) -> list[tuple[HistoryTable
 
 
 def partitions_archive(*, now: dt.datetime | None = None, dry_run: bool = False) -> list[ArchiveResult]:
-    """Export every partition past retention to ARCHIVE_DIR/<table>/<partition>.csv.gz, prove the
+    """Export every partition past retention to ARCHIVE_DIR/<table>/<partition>.csv.gz, prove each
     file (rows re-read from it == rows in the partition; SHA-256 recorded in ArchiveRecord), then
-    detach and drop the partition (and the month's VendReference rows with the vends). A partition
-    whose counts disagree is left in place and the run fails. `dry_run` only counts."""
-    results = []
-    for table, name, month in partitions_due(now=now):
+    detach and drop the partitions and delete the month's VendReference rows (as many as its vends).
+
+    A month goes all at once (vends, tokens, digests in one transaction): if any count disagrees,
+    nothing of that month is dropped, its files are removed, and the run fails. `dry_run` only counts."""
+    due = partitions_due(now=now)
+    if dry_run:
         with connection.cursor() as cursor:
-            rows = partitioning.partition_count(cursor, name)
-        if dry_run:
-            results.append(ArchiveResult(table.table, name, month, rows, dry_run=True))
-            continue
-        results.append(_partition_archive(table, name, month))
+            return [
+                ArchiveResult(table.table, name, month, partitioning.partition_count(cursor, name), dry_run=True)
+                for table, name, month in due
+            ]
+    results: list[ArchiveResult] = []
+    for month in sorted({month for _, _, month in due}):
+        results.extend(_month_archive(month, [(table, name) for table, name, at in due if at == month]))
     return results
 
 
@@ -156,49 +161,63 @@ def _file_rows_and_digest(path: Path) -> tuple[int, str]:
     return rows, digest.hexdigest()
 
 
-def _partition_archive(table: HistoryTable, name: str, month: dt.datetime) -> ArchiveResult:
-    path = _archive_path(table, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
+def _partition_export(cursor: Any, name: str, path: Path) -> tuple[int, str]:
+    """COPY the partition into `path` (gzip CSV) and prove it: returns (rows, sha256)."""
+    # Writers to the partition wait until the transaction ends (an old month gets none but a late
+    # compaction); readers carry on. The count and the COPY see the same rows.
+    partitioning.partition_lock_shared(cursor, name)
+    rows = partitioning.partition_count(cursor, name)
+    with gzip.open(path, "wb", compresslevel=6) as gz:
+        text = io.TextIOWrapper(gz, encoding="utf-8", newline="")
+        partitioning.partition_copy_csv(cursor, name, text)
+        text.flush()
+        text.detach()
+    with path.open("rb") as written:
+        os.fsync(written.fileno())
+    file_rows, sha256 = _file_rows_and_digest(path)
+    if file_rows != rows:
+        raise RuntimeError(f"{name}: {rows} rows in the partition, {file_rows} in {path}")
+    return rows, sha256
+
+
+def _month_archive(month: dt.datetime, partitions: list[tuple[HistoryTable, str]]) -> list[ArchiveResult]:
     end = partitioning.month_add(month, 1)
+    partials = {name: _archive_path(table, name).with_suffix(".partial") for table, name in partitions}
+    finals: list[Path] = []
+    results = []
     try:
         with transaction.atomic(), connection.cursor() as cursor:
-            # Writers to the partition wait until the end (old months get none but a late compaction);
-            # readers carry on. The count and the COPY see the same rows.
-            partitioning.partition_lock_shared(cursor, name)
-            rows = partitioning.partition_count(cursor, name)
-            with gzip.open(partial, "wb", compresslevel=6) as gz:
-                text = io.TextIOWrapper(gz, encoding="utf-8", newline="")
-                partitioning.partition_copy_csv(cursor, name, text)
-                text.flush()
-                text.detach()
-            with partial.open("rb") as done:
-                os.fsync(done.fileno())
-            file_rows, sha256 = _file_rows_and_digest(partial)
-            if file_rows != rows:
-                raise RuntimeError(f"{name}: {rows} rows in the partition, {file_rows} in {partial}")
-            references = 0
-            if table == VEND:
-                references = VendReference.objects.filter(created_at__gte=month, created_at__lt=end).delete()[0]
-                if references != rows:
-                    raise RuntimeError(f"{name}: {rows} vends but {references} references in the month")
-            partial.replace(path)
-            ArchiveRecord.objects.create(
-                table=table.table,
-                partition=name,
-                range_start=month,
-                range_end=end,
-                rows=rows,
-                sha256=sha256,
-                path=str(path),
-                size_bytes=path.stat().st_size,
-                dropped_at=clock.now(),
-            )
-            partitioning.partition_detach_drop(cursor, table, name, lock_timeout=DETACH_LOCK_TIMEOUT)
+            for table, name in partitions:
+                partial = partials[name]
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                rows, sha256 = _partition_export(cursor, name, partial)
+                if table == VEND:
+                    references = VendReference.objects.filter(created_at__gte=month, created_at__lt=end).delete()[0]
+                    if references != rows:
+                        raise RuntimeError(f"{name}: {rows} vends but {references} references in the month")
+                path = _archive_path(table, name)
+                partial.replace(path)
+                finals.append(path)
+                ArchiveRecord.objects.create(
+                    table=table.table,
+                    partition=name,
+                    range_start=month,
+                    range_end=end,
+                    rows=rows,
+                    sha256=sha256,
+                    path=str(path),
+                    size_bytes=path.stat().st_size,
+                    dropped_at=clock.now(),
+                )
+                results.append(ArchiveResult(table.table, name, month, rows, str(path), sha256))
+            for table, name in partitions:
+                partitioning.partition_detach_drop(cursor, table, name, lock_timeout=DETACH_LOCK_TIMEOUT)
     except BaseException:
-        partial.unlink(missing_ok=True)
-        if path.exists() and not ArchiveRecord.objects.filter(partition=name).exists():
-            path.unlink()  # written by this run, whose record and drop were rolled back
+        # Rolled back: the partitions stay, so this run's files must not look like an archive.
+        for path in [*partials.values(), *finals]:
+            path.unlink(missing_ok=True)
         raise
-    logger.info("archived %s: %d rows to %s (sha256 %s), partition dropped", name, rows, path, sha256)
-    return ArchiveResult(table.table, name, month, rows, str(path), sha256)
+    for result in results:
+        logger.info("archived %s: %d rows to %s (sha256 %s), partition dropped", result.partition, result.rows,
+                    result.path, result.sha256)  # fmt: skip
+    return results
