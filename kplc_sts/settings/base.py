@@ -238,7 +238,7 @@ VEND_REPLAY_DAYS = env.int("VEND_REPLAY_DAYS", default=7)
 # partitions are exported to ARCHIVE_DIR (gzip CSV, counted and checksummed) and dropped.
 VEND_HISTORY_MONTHS = env.int("VEND_HISTORY_MONTHS", default=13)
 HISTORY_PARTITIONS_AHEAD_MONTHS = env.int("HISTORY_PARTITIONS_AHEAD_MONTHS", default=3)
-ARCHIVE_DIR = Path(os.environ.get("ARCHIVE_DIR", VAR_DIR / "archive"))
+ARCHIVE_DIR = Path(os.environ.get("ARCHIVE_DIR") or VAR_DIR / "archive")
 if VEND_REPLAY_DAYS < 1 or VEND_HISTORY_MONTHS < 2 or HISTORY_PARTITIONS_AHEAD_MONTHS < 1:
     raise ValueError("VEND_REPLAY_DAYS >= 1, VEND_HISTORY_MONTHS >= 2, HISTORY_PARTITIONS_AHEAD_MONTHS >= 1")
 if VEND_HISTORY_MONTHS * 28 <= VEND_REPLAY_DAYS:
