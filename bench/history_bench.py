@@ -204,9 +204,7 @@ def setup(args: argparse.Namespace) -> None:
         cwd=ROOT, env=env, check=True, capture_output=True, text=True,
     )  # fmt: skip
     (STATE / f"{args.db}.json").write_text(seeded.stdout.strip().splitlines()[-1])
-    subprocess.run(
-        [vend_load.PYTHON, __file__, "_templates"], cwd=ROOT, env={**env, "BENCH_DB": args.db}, check=True
-    )
+    subprocess.run([vend_load.PYTHON, __file__, "_templates"], cwd=ROOT, env={**env, "BENCH_DB": args.db}, check=True)
     if args.fill_vends or args.fill_meters:
         fill(args.db, meters=args.fill_meters, vends=args.fill_vends, months=args.months, chunk=args.chunk)
     vend_load.admin_sql(f'ALTER DATABASE "{args.db}" SET search_path = public')
@@ -214,7 +212,9 @@ def setup(args: argparse.Namespace) -> None:
 
     conn = psycopg2.connect(url_for(args.db))
     with conn.cursor() as cursor:
-        cursor.execute("SELECT pg_size_pretty(pg_database_size(current_database())), (SELECT count(*) FROM tokens_vend)")
+        cursor.execute(
+            "SELECT pg_size_pretty(pg_database_size(current_database())), (SELECT count(*) FROM tokens_vend)"
+        )
         size, vends = cursor.fetchone()
     conn.close()
     print(f"setup {args.db}: {size}, {vends} vends")
@@ -284,9 +284,7 @@ def one_round(db: str, args: argparse.Namespace) -> dict[str, float]:
                 holder["start"] = _lsn(db)
 
             marker = asyncio.create_task(mark())
-            result = await vend_load.drive(
-                port, data["key"], meters, args.concurrency, args.warmup, args.duration, cpu
-            )
+            result = await vend_load.drive(port, data["key"], meters, args.concurrency, args.warmup, args.duration, cpu)
             await marker
             holder["end"] = _lsn(db)
             return result

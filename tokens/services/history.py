@@ -69,13 +69,14 @@ def partitions_ensure_for(*, at: dt.datetime) -> list[str]:
 
 
 def vend_bodies_compact(*, now: dt.datetime | None = None, since: dt.datetime | None = None, batch: int = 2000) -> int:
-    """Compact ('' ) the stored response of every vend older than the replay window. Walks
-    created_at from `since` (default: 35 days before the window's edge, far more than the hourly
-    schedule can miss; pass an early date to sweep everything) in batches of `batch` rows, each its
-    own short transaction. Returns the vends compacted."""
+    """Compact ('') the stored response of every vend older than the replay window. Walks
+    created_at from `since` to the window's edge in batches of `batch` rows, each its own statement.
+    The default `since`, one day before the edge, keeps the hourly run to the last day's rows (the
+    earlier ones were compacted by earlier runs); a longer outage is caught up with an early `since`
+    (`compact_vend_bodies --all`). Returns the vends compacted."""
     now = now or clock.now()
     edge = now - dt.timedelta(days=settings.VEND_REPLAY_DAYS)
-    cursor_at = since or edge - dt.timedelta(days=35)
+    cursor_at = since or edge - dt.timedelta(days=1)
     done = 0
     while True:
         rows = list(
