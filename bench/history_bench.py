@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import signal
 import statistics
 import subprocess
@@ -39,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import vend_load  # noqa: E402 - the bench's client, seeding and CPU meter
+import vend_load
 
 ROOT = vend_load.ROOT
 STATE = ROOT / "var" / "bench"
@@ -164,7 +163,8 @@ def fill(db: str, *, meters: int, vends: int, months: int, chunk: int) -> None:
             # its credit token and the token's digest, all in the vend's month.
             _sql(db, [(
                 "WITH src AS (SELECT nextval('tokens_vend_id_seq') AS id, g, "
-                "  %(low)s::timestamptz + ((g - %(g0)s)::float8 / %(count)s) * (%(high)s::timestamptz - %(low)s::timestamptz) AS at, "
+                "  %(low)s::timestamptz + ((g - %(g0)s)::float8 / %(count)s) "
+                "  * (%(high)s::timestamptz - %(low)s::timestamptz) AS at, "
                 "  %(m0)s + (hashint4(g) & 2147483647) %% %(nm)s AS meter_id "
                 "  FROM generate_series(%(g0)s, %(g1)s) g), "
                 "tv AS (SELECT * FROM tokens_vend WHERE reference = 'TEMPLATE-5' LIMIT 1), "
@@ -179,9 +179,11 @@ def fill(db: str, *, meters: int, vends: int, months: int, chunk: int) -> None:
                 "t AS (INSERT INTO tokens_issuedtoken (meter_id, vend_id, kind, token_class, subclass, sgc, krn, "
                 "  base_date, tid, units, value, digits, issued_at, issued_by) "
                 "  SELECT src.meter_id, src.id, tt.kind, tt.token_class, tt.subclass, tt.sgc, tt.krn, tt.base_date, "
-                "  (src.g %% 1000000) * 1440 + 2, tt.units, NULL, lpad((hashint8(src.g) & 99999999999)::text, 20, '7'), "
+                "  (src.g %% 1000000) * 1440 + 2, tt.units, NULL, "
+                "  lpad((hashint8(src.g) & 99999999999)::text, 20, '7'), "
                 "  src.at, tt.issued_by FROM src, tt RETURNING id, meter_id, issued_at) "
-                "INSERT INTO care_tokendigest (digest, meter_id, issued_token_id, key_change_set_id, position, created_at) "
+                "INSERT INTO care_tokendigest "
+                "(digest, meter_id, issued_token_id, key_change_set_id, position, created_at) "
                 "SELECT md5(t.id::text) || md5(t.id::text || 'x'), t.meter_id, t.id, NULL, NULL, t.issued_at FROM t",
                 {"low": low, "high": high, "g0": g + 1, "g1": g + size, "count": per_month, "m0": meter_low,
                  "nm": meter_count, "edge": replay_edge},
