@@ -11,6 +11,7 @@ import re
 import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
+from django.db.migrations.exceptions import IrreversibleError
 
 import kplc_sts.clock
 from tokens import partitioning
@@ -121,6 +122,11 @@ def partition_history(apps, schema_editor):
         cursor.execute(
             "CREATE INDEX vend_reference_created_brin ON tokens_vendreference USING brin (created_at)"
         )
+
+
+def unpartition_refused(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        raise IrreversibleError("0005_partitions: the history tables stay partitioned (restore a backup to go back)")
 
 
 class Migration(migrations.Migration):
@@ -234,5 +240,5 @@ class Migration(migrations.Migration):
                 to="meters.meter",
             ),
         ),
-        migrations.RunPython(partition_history, migrations.RunPython.noop, elidable=False),
+        migrations.RunPython(partition_history, unpartition_refused, elidable=False),
     ]
