@@ -256,8 +256,21 @@ def _lsn(db: str) -> str:
     return lsn
 
 
+def _wal_slot(db: str):
+    """A session holding a temporary physical replication slot: the server keeps the round's WAL
+    (other databases' traffic would otherwise recycle it before it is counted) until it closes."""
+    import psycopg2
+
+    conn = psycopg2.connect(url_for(db))
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT pg_create_physical_replication_slot(%s, true, true)", [f"bench_{os.getpid()}"])
+    return conn
+
+
 def one_round(db: str, args: argparse.Namespace) -> dict[str, float]:
     data = json.loads((STATE / f"{db}.json").read_text())
+    slot = _wal_slot(db)
     env = env_for(db)
     port = vend_load.free_port()
     server = subprocess.Popen(
@@ -296,7 +309,10 @@ def one_round(db: str, args: argparse.Namespace) -> dict[str, float]:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
     done = len(stats.latencies)
-    wal, fpi = _wal_bytes(db, holder["start"], holder["end"])
+    try:
+        wal, fpi = _wal_bytes(db, holder["start"], holder["end"])
+    finally:
+        slot.close()  # the temporary slot goes with its session
     ms = [x * 1000 for x in stats.latencies]
     return {
         "vends": done,
