@@ -22,7 +22,7 @@ from kplc_sts.db import sql_value
 from meters.models import Meter
 
 from .keys import MeterKey
-from .models import IssuedToken, KeyChangeSet, TidCounter, Vend
+from .models import IssuedToken, KeyChangeSet, TidCounter, Vend, VendReference
 from .plan import VendFacts
 
 _NOW = object()  # where the vend's "now" goes in the facts statement's parameters
@@ -125,16 +125,21 @@ def vend_facts_load(*, meter_number: str, now: dt.datetime) -> VendFacts | None:
 
 @cache
 def _issue_statement(vend_columns: tuple[str, ...], token_columns: tuple[str, ...]) -> str:
-    # The vend, its counter's new TID and its credit token in one round trip. The token is inserted
-    # only if the vend was (a duplicate reference inserts nothing and is replayed).
+    # The reference, the vend, its counter's new TID and its credit token in one round trip. The
+    # vend table is partitioned by month, so the partner's reference is unique in VendReference: the
+    # vend is inserted only if its reference was, under the id the reference row drew, and the token
+    # only if the counter took its TID (a duplicate reference writes nothing and is replayed).
+    vend_table = Vend._meta.db_table
     token_into = f"INSERT INTO {IssuedToken._meta.db_table} ({', '.join(token_columns)}, vend_id)"
     return (
-        f"WITH v AS (INSERT INTO {Vend._meta.db_table} ({', '.join(vend_columns)}) "  # noqa: S608 - our tables
-        f"VALUES ({', '.join(['%s'] * len(vend_columns))}) ON CONFLICT (partner_id, reference) DO NOTHING "
-        "RETURNING id), "
+        f"WITH r AS (INSERT INTO {VendReference._meta.db_table} (partner_id, reference, vend_id, created_at) "  # noqa: S608 - our tables
+        f"VALUES (%s, %s, nextval('{vend_table}_id_seq'), %s) ON CONFLICT (partner_id, reference) DO NOTHING "
+        "RETURNING vend_id), "
+        f"v AS (INSERT INTO {vend_table} (id, {', '.join(vend_columns)}) "
+        f"SELECT r.vend_id, {', '.join(['%s'] * len(vend_columns))} FROM r RETURNING id), "
         f"c AS (UPDATE {TidCounter._meta.db_table} SET last_tid = %s, updated_at = %s WHERE id = %s "
-        "AND EXISTS (SELECT 1 FROM v)), "
-        f"t AS ({token_into} SELECT {', '.join(['%s'] * len(token_columns))}, v.id FROM v RETURNING id) "
+        "AND EXISTS (SELECT 1 FROM v) RETURNING last_tid), "
+        f"t AS ({token_into} SELECT {', '.join(['%s'] * len(token_columns))}, v.id FROM v, c RETURNING id) "
         "SELECT (SELECT id FROM v), (SELECT id FROM t)"
     )
 
@@ -142,18 +147,26 @@ def _issue_statement(vend_columns: tuple[str, ...], token_columns: tuple[str, ..
 def vend_rows_insert(
     *, vend: Mapping[str, Any], counter: TidCounter, token: Mapping[str, Any]
 ) -> tuple[int, int] | None:
-    """Insert the vend, write the counter's new TID (counter.last_tid) and insert the credit token.
+    """Insert the vend's reference and the vend, write the counter's new TID (counter.last_tid) and
+    insert the credit token.
 
     Returns (vend id, token id), or None when a vend with this partner and reference exists:
     then nothing is written."""
     sql = _issue_statement(tuple(vend), tuple(token))
     # psycopg2 adapts every value of these rows itself (UUID, Decimal, aware datetimes, str, int):
     # no per-field preparation on the hot path, unlike the portable twin.
-    params: list[Any] = [*vend.values(), counter.last_tid, counter.updated_at, counter.pk, *token.values()]
+    params: list[Any] = [
+        vend["partner_id"], vend["reference"], vend["created_at"],
+        *vend.values(), counter.last_tid, counter.updated_at, counter.pk, *token.values(),
+    ]  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         vend_id, token_id = cursor.fetchone()
-    return None if vend_id is None else (vend_id, token_id)
+    if vend_id is None:
+        return None
+    if token_id is None:
+        raise RuntimeError(f"the TID counter {counter.pk} was not written: no credit token for vend {vend_id}")
+    return vend_id, token_id
 
 
 _COUNTER_TABLE = TidCounter._meta.db_table

@@ -18,7 +18,7 @@ from kplc_sts.db import db_values
 from meters.models import Meter
 
 from .keys import MeterKey
-from .models import IssuedToken, KeyChangeSet, TidCounter, Vend
+from .models import IssuedToken, KeyChangeSet, TidCounter, Vend, VendReference
 from .plan import VendFacts
 
 
@@ -40,13 +40,22 @@ def vend_facts_load(*, meter_number: str, now: dt.datetime) -> VendFacts | None:
 def vend_rows_insert(
     *, vend: Mapping[str, Any], counter: TidCounter, token: Mapping[str, Any]
 ) -> tuple[int, int] | None:
-    # SQLite has INSERT ... ON CONFLICT DO NOTHING RETURNING (3.35+), not data-modifying CTEs.
+    # SQLite has INSERT ... ON CONFLICT DO NOTHING RETURNING (3.35+), not data-modifying CTEs. The
+    # vend goes in first (for its id); a reference already taken returns None and the caller's
+    # transaction rolls the vend back.
     columns = ", ".join(vend)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {Vend._meta.db_table} ({columns}) VALUES ({', '.join(['%s'] * len(vend))}) "  # noqa: S608
-            "ON CONFLICT (partner_id, reference) DO NOTHING RETURNING id",
+            f"INSERT INTO {Vend._meta.db_table} ({columns}) VALUES ({', '.join(['%s'] * len(vend))}) RETURNING id",  # noqa: S608
             db_values(Vend, vend),
+        )
+        (vend_id,) = cursor.fetchone()
+        reference = {"partner_id": vend["partner_id"], "reference": vend["reference"], "vend_id": vend_id}
+        reference["created_at"] = vend["created_at"]
+        cursor.execute(
+            f"INSERT INTO {VendReference._meta.db_table} ({', '.join(reference)}) VALUES (%s, %s, %s, %s) "  # noqa: S608
+            "ON CONFLICT (partner_id, reference) DO NOTHING RETURNING vend_id",
+            db_values(VendReference, reference),
         )
         row = cursor.fetchone()
     if row is None:

@@ -35,7 +35,14 @@ def token_digest(digits: str) -> str:
 
 def token_digest_index_issued(*, token: IssuedToken) -> None:
     TokenDigest.objects.bulk_create(
-        [TokenDigest(digest=token_digest(token.digits), meter_id=token.meter_id, issued_token_id=token.pk)],
+        [
+            TokenDigest(
+                digest=token_digest(token.digits),
+                meter_id=token.meter_id,
+                issued_token_id=token.pk,
+                created_at=token.issued_at,  # the token's partition month (docs/partitioning.md)
+            )
+        ],
         ignore_conflicts=True,
     )
 
@@ -48,6 +55,7 @@ def token_digest_index_key_change_set(*, key_change_set: KeyChangeSet) -> None:
                 meter_id=key_change_set.meter_id,
                 key_change_set_id=key_change_set.pk,
                 position=position,
+                created_at=key_change_set.created_at,
             )
             for position, code in enumerate(key_change_set.codes, start=1)
         ],
@@ -60,7 +68,7 @@ def token_digests_reindex(*, chunk: int = 5000) -> int:
     the old digests are dropped and rebuilt. Returns the digests written."""
     TokenDigest.objects.all().delete()
     done = 0
-    tokens: Iterable[IssuedToken] = IssuedToken.objects.only("pk", "meter_id", "digits").iterator(chunk)
+    tokens: Iterable[IssuedToken] = IssuedToken.objects.only("pk", "meter_id", "digits", "issued_at").iterator(chunk)
     for token in tokens:
         token_digest_index_issued(token=token)
         done += 1

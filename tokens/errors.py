@@ -61,6 +61,12 @@ class VendNotFound(VendError):
     code, status, field = "VEND_NOT_FOUND", 404, "reference"
 
 
+class ResponseExpired(VendError):
+    """The sale stands, but its stored response was compacted after the replay window."""
+
+    code, status, field = "RESPONSE_EXPIRED", 410, "reference"
+
+
 class KeyChangeUnsafe(VendError):
     """The key change set up for this meter would let old tokens replay (a rollover onto the key it
     already has): our configuration is wrong, not the partner's request."""

@@ -93,13 +93,22 @@ class TidCounter(models.Model):
 
 
 class Vend(models.Model):
-    """A partner's sale: the financial record, kept forever, with the exact response it was given."""
+    """A partner's sale: the financial record, with the exact response it was given.
+
+    On PostgreSQL the table is partitioned by month of `created_at` (docs/partitioning.md): its
+    primary key there is (id, created_at) while Django keeps `id` as the pk. The partner's
+    reference is unique through `VendReference`, not through this table. The response body is kept
+    for the replay window (`VEND_REPLAY_DAYS`), then compacted to ''; partitions past
+    `VEND_HISTORY_MONTHS` are archived to files and dropped (`archive_partitions`).
+    """
 
     public_id = models.UUIDField(unique=True, editable=False)
     partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="vends")
     reference = models.CharField(max_length=64, help_text="The partner's unique reference")
     fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the normalised request")
-    meter = models.ForeignKey("meters.Meter", on_delete=models.PROTECT, related_name="vends")
+    # No index of its own: vend_meter_idx (meter, -created_at) leads with it (one random-keyed index
+    # entry less per vend).
+    meter = models.ForeignKey("meters.Meter", on_delete=models.PROTECT, related_name="vends", db_index=False)
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     units = models.DecimalField(max_digits=10, decimal_places=1)
     customer_phone = models.CharField(max_length=16, blank=True)
@@ -107,12 +116,13 @@ class Vend(models.Model):
         KeyChangeSet, null=True, blank=True, on_delete=models.PROTECT, related_name="vends"
     )
     response_status = models.PositiveSmallIntegerField(default=201)
-    response_body = models.TextField(help_text="The JSON sent to the partner, replayed byte for byte")
+    response_body = models.TextField(
+        help_text="The JSON sent to the partner, replayed byte for byte; '' once compacted after the replay window"
+    )
     created_at = models.DateTimeField(default=clock.now, db_index=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["partner", "reference"], name="vend_partner_reference")]
         indexes = [models.Index(fields=["meter", "-created_at"], name="vend_meter_idx")]
 
     def __str__(self) -> str:
@@ -127,8 +137,13 @@ class IssuedToken(models.Model):
         CREDIT = "credit", "Credit"
         MANAGEMENT = "management", "Management"
 
-    meter = models.ForeignKey("meters.Meter", on_delete=models.PROTECT, related_name="issued_tokens")
-    vend = models.OneToOneField(Vend, null=True, blank=True, on_delete=models.PROTECT, related_name="credit_token")
+    # No index of its own: issued_token_meter_idx (meter, -issued_at) leads with it.
+    meter = models.ForeignKey("meters.Meter", on_delete=models.PROTECT, related_name="issued_tokens", db_index=False)
+    # No database foreign key: on PostgreSQL a key to the partitioned vend table would have to carry
+    # the vend's created_at too. The vend statement inserts both rows together (tokens._pg).
+    vend = models.OneToOneField(
+        Vend, null=True, blank=True, on_delete=models.PROTECT, related_name="credit_token", db_constraint=False
+    )
     kind = models.CharField(max_length=12, choices=Kind.choices)
     token_class = models.PositiveSmallIntegerField()
     subclass = models.PositiveSmallIntegerField()
@@ -174,7 +189,9 @@ class ReversalRequest(models.Model):
         APPROVED = "approved", "Approved (refund outside the token system)"
         REJECTED = "rejected", "Rejected"
 
-    vend = models.OneToOneField(Vend, on_delete=models.PROTECT, related_name="reversal_request")
+    # No database foreign key (the vend table is partitioned on PostgreSQL); the reversal service
+    # creates one only for a vend it has just read.
+    vend = models.OneToOneField(Vend, on_delete=models.PROTECT, related_name="reversal_request", db_constraint=False)
     reason = models.CharField(max_length=500)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     requested_by = models.CharField(max_length=100)
@@ -201,6 +218,9 @@ class TokenDigest(models.Model):
     issued_token_id = models.BigIntegerField(null=True, blank=True)
     key_change_set_id = models.BigIntegerField(null=True, blank=True)
     position = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Key change code number (1, 2...)")
+    # The partition key on PostgreSQL: the issued token's issued_at (or the set's created_at), so a
+    # digest lives, and is archived, with the token it finds.
+    created_at = models.DateTimeField(default=clock.now)
 
     class Meta:
         db_table = "care_tokendigest"  # moved from the care app with its rows
@@ -212,6 +232,47 @@ class TokenDigest(models.Model):
 
     def __str__(self) -> str:
         return f"digest for meter {self.meter_id}"
+
+
+class VendReference(models.Model):
+    """One row per (partner, reference) ever sold and still in the database: what makes a partner's
+    reference unique across the monthly vend partitions, and finds the vend (its id and created_at,
+    so the read touches one partition) for a replay.
+
+    Not partitioned: uniqueness needs one index over all time. A row leaves only when its vend's
+    partition is archived (`archive_partitions`), after `VEND_HISTORY_MONTHS`."""
+
+    pk = models.CompositePrimaryKey("partner_id", "reference")
+    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+", db_index=False)
+    reference = models.CharField(max_length=64)
+    vend_id = models.BigIntegerField()
+    created_at = models.DateTimeField(help_text="The vend's created_at (its partition)")
+
+    def __str__(self) -> str:
+        return f"{self.partner_id}:{self.reference} -> vend {self.vend_id}"
+
+
+class ArchiveRecord(models.Model):
+    """A history partition exported to a gzip CSV file before it was detached and dropped: the
+    file, its row count (checked against the partition and against a re-read of the file) and its
+    SHA-256, so the file can be proven complete and untouched for the retention years."""
+
+    table = models.CharField(max_length=63, help_text="The partitioned table (tokens_vend, ...)")
+    partition = models.CharField(max_length=63, unique=True)
+    range_start = models.DateTimeField()
+    range_end = models.DateTimeField()
+    rows = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    path = models.CharField(max_length=500)
+    size_bytes = models.BigIntegerField()
+    archived_at = models.DateTimeField(default=clock.now)
+    dropped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-range_start", "table"]
+
+    def __str__(self) -> str:
+        return f"{self.partition}: {self.rows} rows -> {self.path}"
 
 
 # --- Vending health: small aggregates the vend and the partner API bump --------------------------------

@@ -10,7 +10,7 @@ from kplc_sts.db import by_vendor
 from meters.models import Meter
 
 from . import _pg, _portable, errors
-from .models import IssuedToken, KeyChangeSet
+from .models import IssuedToken, KeyChangeSet, Vend, VendReference
 from .plan import VendFacts, vend_plan
 
 statements = by_vendor(pg=_pg, portable=_portable)
@@ -20,6 +20,18 @@ def vend_facts_load(*, meter_number: str, now: dt.datetime | None = None) -> Ven
     """The meter and what its vend plan needs (open enrollment, newest key change set from the
     register key, covering campaign): one statement on PostgreSQL. None if there is no such meter."""
     return statements.vend_facts_load(meter_number=meter_number, now=now or clock.now())
+
+
+def vend_by_reference(*, partner_id: int, reference: str) -> Vend | None:
+    """The partner's vend with this reference, through VendReference: its id and created_at name
+    the one partition to read, whichever month it was sold in."""
+    found = VendReference.objects.filter(partner_id=partner_id, reference=reference).values_list(
+        "vend_id", "created_at"
+    )
+    row = found.first()
+    if row is None:
+        return None
+    return Vend.objects.filter(pk=row[0], created_at=row[1]).first()
 
 
 def meter_update_codes(*, meter: Meter) -> KeyChangeSet | None:

@@ -232,6 +232,9 @@ CELERY_TASK_ROUTES = {
     "campaigns.refresh_targets": {"queue": "celery"},
     "campaigns.send_reminders": {"queue": "celery"},
     "campaigns.infer_updates": {"queue": "celery"},
+    "tokens.partitions_ensure": {"queue": "celery"},
+    "tokens.vend_bodies_compact": {"queue": "celery"},
+    "tokens.archive_partitions": {"queue": "celery"},
 }
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "campaigns-start-due-batches": {"task": "campaigns.start_due_batches", "schedule": 30.0},
@@ -239,7 +242,26 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "campaigns-refresh-targets": {"task": "campaigns.refresh_targets", "schedule": 3600.0},
     "campaigns-send-reminders": {"task": "campaigns.send_reminders", "schedule": 1800.0},
     "campaigns-infer-updates": {"task": "campaigns.infer_updates", "schedule": 3600.0},
+    # Vend history (docs/partitioning.md): partitions ahead, bodies compacted after the replay window,
+    # months past retention archived. Each is idempotent; the hourly/daily spacing is slack, not need.
+    "tokens-partitions-ensure": {"task": "tokens.partitions_ensure", "schedule": 3600.0},
+    "tokens-vend-bodies-compact": {"task": "tokens.vend_bodies_compact", "schedule": 3600.0},
+    "tokens-archive-partitions": {"task": "tokens.archive_partitions", "schedule": 86400.0},
 }
+
+# --- Vend history: partitions, replay window, retention (docs/partitioning.md) -------------------------
+# A partner's retry with the same reference replays the first response byte for byte for this many
+# days; then the stored body is compacted and such a retry gets RESPONSE_EXPIRED (never a second sale).
+VEND_REPLAY_DAYS = env.int("VEND_REPLAY_DAYS", default=7)
+# Months of vends, tokens and digests kept in PostgreSQL (the current month included); older monthly
+# partitions are exported to ARCHIVE_DIR (gzip CSV, counted and checksummed) and dropped.
+VEND_HISTORY_MONTHS = env.int("VEND_HISTORY_MONTHS", default=13)
+HISTORY_PARTITIONS_AHEAD_MONTHS = env.int("HISTORY_PARTITIONS_AHEAD_MONTHS", default=3)
+ARCHIVE_DIR = Path(os.environ.get("ARCHIVE_DIR") or VAR_DIR / "archive")
+if VEND_REPLAY_DAYS < 1 or VEND_HISTORY_MONTHS < 2 or HISTORY_PARTITIONS_AHEAD_MONTHS < 1:
+    raise ValueError("VEND_REPLAY_DAYS >= 1, VEND_HISTORY_MONTHS >= 2, HISTORY_PARTITIONS_AHEAD_MONTHS >= 1")
+if VEND_HISTORY_MONTHS * 28 <= VEND_REPLAY_DAYS:
+    raise ValueError("VEND_HISTORY_MONTHS must outlast the replay window (VEND_REPLAY_DAYS)")
 
 # --- Vending tariff (tokens/tariff.py) --------------------------------------------------------------
 # A simple domestic tariff: KES per kWh, per-kWh levies, levies as a percentage of the energy charge,

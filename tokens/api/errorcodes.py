@@ -56,6 +56,13 @@ CODES: dict[str, ErrorCode] = {
         "it never succeeds: a new sale needs a new reference",
     ),
     "VEND_NOT_FOUND": ErrorCode(404, "No vend with this reference for this partner.", True),
+    "RESPONSE_EXPIRED": ErrorCode(
+        410,
+        "This reference was sold, longer ago than the replay window (VEND_REPLAY_DAYS, 7 days by default): "
+        "its response is no longer kept. Nothing was sold now.",
+        True,
+        "it never succeeds: the sale stands; a new sale needs a new reference",
+    ),
     "VENDING_UNAVAILABLE": ErrorCode(503, "Tokens cannot be made right now (no valid vending key).", True, "later"),
     "KEY_CHANGE_UNSAFE": ErrorCode(
         503,
@@ -103,12 +110,13 @@ OPERATION_CODES: dict[str, tuple[str, ...]] = {
         "AMOUNT_TOO_HIGH",
         "DAILY_LIMIT_EXCEEDED",
         "DUPLICATE_REFERENCE",
+        "RESPONSE_EXPIRED",
         "VENDING_UNAVAILABLE",
         "KEY_CHANGE_UNSAFE",
         *_COMMON,
     ),
-    "vend_detail": ("VEND_NOT_FOUND", *_COMMON),
-    "reprint": ("VEND_NOT_FOUND", *_COMMON),
+    "vend_detail": ("VEND_NOT_FOUND", "RESPONSE_EXPIRED", *_COMMON),
+    "reprint": ("VEND_NOT_FOUND", "RESPONSE_EXPIRED", *_COMMON),
     "reversal": (
         "MALFORMED_REQUEST",
         "UNSUPPORTED_MEDIA_TYPE",

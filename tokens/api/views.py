@@ -147,7 +147,7 @@ class VendDetailView(PartnerAPIView):
     )
     def get(self, request: Request, reference: str) -> HttpResponse:
         vend = services.vend_get(partner=self.partner, reference=reference)
-        return _json(vend.response_body, 200)
+        return _json(services.vend_response_body(vend), 200)
 
 
 class VendReprintView(PartnerAPIView):

@@ -12,7 +12,7 @@ from .codes_push import PushPreview, codes_push, codes_push_preview, sms_cost
 from .key_change import key_change_set_issue, key_change_set_under_lock
 from .management import management_token_issue
 from .reversals import reversal_request_create, reversal_request_resolve, vend_get, vend_reprint, vend_sms_resend
-from .vend import VendOutcome, vend_create
+from .vend import VendOutcome, vend_create, vend_response_body
 
 __all__ = [
     "VendFacts",
@@ -37,5 +37,6 @@ __all__ = [
     "vend_get",
     "vend_plan",
     "vend_reprint",
+    "vend_response_body",
     "vend_sms_resend",
 ]

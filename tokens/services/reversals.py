@@ -21,10 +21,12 @@ from sms.services import message_queue
 from .. import errors
 from ..models import ReversalRequest, Vend
 from ..receipts import vend_sms_text
+from ..selectors import vend_by_reference
+from .vend import vend_response_body
 
 
 def vend_get(*, partner: Partner, reference: str) -> Vend:
-    vend = Vend.objects.filter(partner=partner, reference=reference).first()
+    vend = vend_by_reference(partner_id=partner.pk, reference=reference)
     if vend is None:
         raise errors.VendNotFound(f"No vend with reference {reference!r} for this partner.")
     return vend
@@ -33,19 +35,29 @@ def vend_get(*, partner: Partner, reference: str) -> Vend:
 def vend_reprint(*, partner: Partner, reference: str, now: dt.datetime | None = None) -> dict[str, Any]:
     """The original receipt marked as a reprint (same tokens); each reprint is audited."""
     vend = vend_get(partner=partner, reference=reference)
-    body = json.loads(vend.response_body)
+    body = json.loads(vend_response_body(vend))
     body["reprint"] = True
     body["reprinted_at"] = clock.api_timestamp(now or clock.now())
     audit_record(action="vend.reprinted", actor_label=f"partner:{partner.pk}", target=vend, reference=reference)
     return body
 
 
+def _vend_digits(vend: Vend) -> tuple[list[str], str]:
+    """The update codes and the credit token the vend gave: from its stored response while the
+    replay window keeps it, then from the rows (the key change set and the issued token)."""
+    if vend.response_body:
+        items = json.loads(vend.response_body)["tokens"]
+        return [t["digits"] for t in items if t["kind"] != "credit"], next(
+            t["digits"] for t in items if t["kind"] == "credit"
+        )
+    codes = list(vend.key_change_set.codes) if vend.key_change_set is not None else []
+    return codes, vend.credit_token.digits
+
+
 def vend_sms_resend(*, vend: Vend, actor: Any = None, actor_label: str = "", recipient: str = "") -> bool:
     """Queue the vend's SMS again (same digits, same wording). Audited; False when there is no phone."""
     meter = vend.meter
-    items = json.loads(vend.response_body)["tokens"]
-    codes = [t["digits"] for t in items if t["kind"] != "credit"]
-    credit = next(t["digits"] for t in items if t["kind"] == "credit")
+    codes, credit = _vend_digits(vend)
     campaign = (
         Campaign.objects.filter(key_change_sets__pk=vend.key_change_set_id).first() if vend.key_change_set_id else None
     )

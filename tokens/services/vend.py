@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from campaigns import rules
@@ -38,7 +39,7 @@ from ..keys import MeterKey, meter_decoder_key
 from ..models import IssuedToken, KeyChangeSet, TidCounter, Vend
 from ..plan import VendFacts, VendPlan, vend_plan
 from ..receipts import instruction_for, tokens_list, vend_sms_text
-from ..selectors import statements, vend_facts_load
+from ..selectors import statements, vend_by_reference, vend_facts_load
 from ..stats import vend_minute_record
 from ..sts import (
     AmountOutOfRange,
@@ -85,11 +86,21 @@ def _replay(existing: Vend, fingerprint: str) -> VendOutcome:
             f"Reference {existing.reference!r} was already used for a different vend. "
             "Retry with the identical request to get the original response."
         )
-    return VendOutcome(status=existing.response_status, body=existing.response_body, replayed=True, vend=existing)
+    return VendOutcome(status=existing.response_status, body=vend_response_body(existing), replayed=True, vend=existing)
+
+
+def vend_response_body(vend: Vend) -> str:
+    """The response the vend first gave, byte for byte, while the replay window keeps it."""
+    if not vend.response_body:
+        raise errors.ResponseExpired(
+            f"Reference {vend.reference!r} was sold on {clock.api_timestamp(vend.created_at)}; its response is "
+            f"kept {settings.VEND_REPLAY_DAYS} days. Nothing was sold now."
+        )
+    return vend.response_body
 
 
 def _stored_vend(partner: Partner, reference: str) -> Vend | None:
-    return Vend.objects.filter(partner=partner, reference=reference).first()
+    return vend_by_reference(partner_id=partner.pk, reference=reference)
 
 
 def _record_vend_minute(with_codes: bool) -> None:
@@ -235,6 +246,9 @@ def _vend_write(
     *, vend_row: dict[str, Any], counter: TidCounter, token_row: dict[str, Any], partner: Partner, meter: Meter
 ) -> tuple[Vend, IssuedToken]:
     """The vend, the counter's new TID and the credit token, in one statement on PostgreSQL."""
+    # The token's TID is the counter's new value: the one statement writes both (tokens._pg).
+    if token_row["tid"] != counter.last_tid:
+        raise RuntimeError("the credit token's TID must be the counter's new TID")
     ids = statements.vend_rows_insert(vend=vend_row, counter=counter, token=token_row)
     if ids is None:
         raise _DuplicateInsert()
