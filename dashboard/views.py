@@ -23,6 +23,7 @@ from campaigns import services as campaign_services
 from campaigns.models import Batch, Campaign
 from kplc_sts import clock
 from kplc_sts.formats import staff_date, staff_datetime
+from kplc_sts.replica import lag_tolerant_view
 
 from . import services
 from .forms import ScheduleBatchForm
@@ -68,6 +69,7 @@ def _base_context(request: HttpRequest, nav: str, campaign: Campaign | None) -> 
 # --- overview --------------------------------------------------------------------------------------
 
 
+@lag_tolerant_view
 @require_GET
 @staff_view(VIEW_PERMISSION)
 def home(request: HttpRequest) -> HttpResponse:
@@ -77,6 +79,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return redirect("dashboard:overview", campaign_id=campaign.pk)
 
 
+@lag_tolerant_view
 @require_GET
 @staff_view(VIEW_PERMISSION)
 def overview(request: HttpRequest, campaign_id: int) -> HttpResponse:
@@ -99,6 +102,7 @@ def overview(request: HttpRequest, campaign_id: int) -> HttpResponse:
     return render(request, "dashboard/overview.html", context)
 
 
+@lag_tolerant_view
 @require_GET
 @staff_view(VIEW_PERMISSION)
 def overview_data(request: HttpRequest, campaign_id: int) -> JsonResponse:
@@ -146,6 +150,7 @@ def overview_data(request: HttpRequest, campaign_id: int) -> JsonResponse:
 # --- batches ---------------------------------------------------------------------------------------
 
 
+@lag_tolerant_view
 @require_GET
 @staff_view(VIEW_PERMISSION)
 def batch_list(request: HttpRequest) -> HttpResponse:
@@ -191,6 +196,7 @@ def _batch_context(request: HttpRequest, batch: Batch) -> dict[str, Any]:
     return context
 
 
+@lag_tolerant_view
 @require_GET
 @staff_view(VIEW_PERMISSION)
 def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
@@ -198,6 +204,7 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
     return render(request, "dashboard/batch_detail.html", _batch_context(request, batch))
 
 
+@lag_tolerant_view
 @require_GET
 @staff_view(VIEW_PERMISSION)
 def batch_delivery_data(request: HttpRequest, batch_id: int) -> JsonResponse:
@@ -339,6 +346,7 @@ def batch_preview(request: HttpRequest) -> JsonResponse:
 # --- vending health -----------------------------------------------------------------------------------
 
 
+@lag_tolerant_view
 @require_GET
 @staff_view(VIEW_PERMISSION)
 def vending_health(request: HttpRequest) -> HttpResponse:
@@ -347,6 +355,7 @@ def vending_health(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/vending_health.html", context)
 
 
+@lag_tolerant_view
 @require_GET
 @staff_view(VIEW_PERMISSION)
 def vending_data(request: HttpRequest) -> JsonResponse:
@@ -365,6 +374,7 @@ def vending_data(request: HttpRequest) -> JsonResponse:
 # --- CSV export -------------------------------------------------------------------------------------
 
 
+@lag_tolerant_view
 @require_GET
 @staff_view(VIEW_PERMISSION)
 def export_csv(request: HttpRequest, name: str) -> StreamingHttpResponse:
