@@ -21,6 +21,11 @@ lag-tolerant scope, so they read the primary. Inside a scope the router still us
   permissions, second factors, lockouts): a revoked role or a fresh sign-in takes effect at once;
 - all writes.
 
+Read-your-writes: a staff member who has just changed something (any POST, PUT, PATCH or DELETE
+answered with a session) gets a cookie that keeps their lag-tolerant pages on the primary for
+REPLICA_MAX_LAG_SECONDS, the most a healthy replica may be behind, so the page a form redirects to
+shows the change (`PrimaryAfterWriteMiddleware`).
+
 The replica is used only while it is healthy: reachable and no more than `REPLICA_MAX_LAG_SECONDS`
 behind, checked at most every `REPLICA_CHECK_SECONDS` per process. Otherwise the scope reads the
 primary; the change of state is logged once (not on every request). A lag-tolerant GET view whose
@@ -41,6 +46,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connections
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
@@ -265,13 +271,49 @@ def _render_on_replica(view: Callable[..., HttpResponseBase], request: HttpReque
     return response
 
 
+PRIMARY_COOKIE = "kplc_primary_until"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _pinned_to_primary(request: HttpRequest) -> bool:
+    try:
+        return float(request.COOKIES.get(PRIMARY_COOKIE, "0")) > time.time()
+    except ValueError:
+        return False
+
+
+class PrimaryAfterWriteMiddleware:
+    """After a signed-in user's write, their lag-tolerant pages read the primary for a while."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.get_response(request)
+        # Staff signed in through a session only: a partner's API call reads nothing from the replica.
+        # Wall-clock time, not kplc_sts.clock: replication lag is real seconds even on a rehearsal's clock.
+        if request.method not in SAFE_METHODS and replica_configured():
+            session = getattr(request, "session", None)
+            if session is not None and SESSION_KEY in session:
+                seconds = float(getattr(settings, "REPLICA_MAX_LAG_SECONDS", 30.0))
+                response.set_cookie(
+                    PRIMARY_COOKIE,
+                    f"{time.time() + seconds:.0f}",
+                    max_age=math.ceil(seconds),
+                    secure=request.is_secure(),
+                    httponly=True,
+                    samesite="Lax",
+                )
+        return response
+
+
 def lag_tolerant_view(view: Callable[..., Any]) -> Callable[..., Any]:
     """Let a view's GET/HEAD requests read from the replica. Other methods (a form post, an admin
-    action) read the primary: they decide something."""
+    action) read the primary: they decide something. So do the pages of someone who just wrote."""
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        if request.method not in ("GET", "HEAD") or not replica_configured():
+        if request.method not in ("GET", "HEAD") or not replica_configured() or _pinned_to_primary(request):
             return view(request, *args, **kwargs)
         response = _render_on_replica(view, request, *args, **kwargs)
         if response is None:  # the replica failed under the view: once more, from the primary

@@ -216,3 +216,30 @@ def test_a_form_post_through_a_lag_tolerant_view_reads_the_primary(rf, meter_fac
 def test_the_replica_is_never_migrated():
     assert replica.ReplicaRouter().allow_migrate("replica", "meters") is False
     assert replica.ReplicaRouter().allow_migrate("default", "meters") is None
+
+
+def test_after_a_write_the_same_user_reads_the_primary_until_the_replica_must_have_it(client, manager, campaign):
+    from campaigns.models import Batch
+
+    client.force_login(manager)
+    batch = Batch.objects.create(
+        campaign=campaign, number=1, selection_limit=10, scheduled_at=campaign.created_at, status=Batch.Status.OPEN
+    )
+    response = client.post(reverse("dashboard:batch_action", args=[batch.pk, "pause"]))
+    assert response.status_code == 302
+    cookie = response.cookies[replica.PRIMARY_COOKIE]
+    assert int(cookie["max-age"]) == 30 and cookie["httponly"]
+    with Queries() as queries:
+        assert client.get(response["Location"]).status_code == 200
+    assert not queries.on("replica")
+
+    client.cookies[replica.PRIMARY_COOKIE] = "1"  # expired: back to the replica
+    with Queries() as queries:
+        assert client.get(response["Location"]).status_code == 200
+    assert queries.on("replica", "campaigns_batch")
+
+
+def test_a_partners_vend_gets_no_cookie(vend, vending_keys, in_campaign, meter_factory):
+    response = vend(meter_factory(), reference="R-COOKIE")
+    assert response.status_code == 201
+    assert replica.PRIMARY_COOKIE not in response.cookies
