@@ -123,25 +123,31 @@ def window(
     }
 
 
-def fpi_probe(cluster: Cluster, rows: int, inserts: int, intervals: int) -> dict[str, float]:
-    """The mechanism behind a vend's WAL at full size, isolated: a random-keyed btree index (like the
-    token digests' HMAC index) of `rows` entries, then `inserts` random inserts split over `intervals`
-    checkpoint intervals (CHECKPOINT, then inserts/intervals single-row commits). The first change of
-    a leaf after a checkpoint writes its full-page image: more checkpoints for the same inserts, more
-    images; wal_compression shrinks each image."""
+def probe_build(cluster: Cluster, rows: int) -> float:
+    """A random-keyed btree index like the token digests' (64 hex characters of an HMAC) with
+    `rows` entries; returns its size in MB."""
     cluster.query("DROP TABLE IF EXISTS fpi_probe")
-    cluster.query("CREATE TABLE fpi_probe (digest text NOT NULL)")
+    cluster.query("CREATE TABLE fpi_probe (digest varchar(64) NOT NULL)")
     cluster.query(
         "INSERT INTO fpi_probe SELECT encode(sha256(i::text::bytea), 'hex') FROM generate_series(1, %s) AS i", (rows,)
     )
     cluster.query("CREATE INDEX fpi_probe_digest ON fpi_probe (digest)")
     cluster.query("VACUUM ANALYZE fpi_probe")
-    index_mb = cluster.query("SELECT pg_relation_size('fpi_probe_digest') / 1048576.0")[0][0]
+    return float(cluster.query("SELECT pg_relation_size('fpi_probe_digest') / 1048576.0")[0][0])  # type: ignore[arg-type]
+
+
+def fpi_probe(cluster: Cluster, inserts: int, intervals: int, compression: str | None = None) -> dict[str, float]:
+    """The mechanism behind a vend's WAL at full size, isolated: `inserts` random single-row inserts
+    into the probe index, split over `intervals` checkpoint intervals. The first change of a leaf
+    after a checkpoint writes its full-page image: more checkpoints for the same inserts, more
+    images; wal_compression (the server's, or `compression` for this session) shrinks each image."""
     conn = cluster.connect()
     before: dict[str, float] = {}
     try:
         with conn.cursor() as cursor:
             cursor.execute("SET synchronous_commit = off")  # the same WAL, without a flush per insert
+            if compression:
+                cursor.execute("SELECT set_config('wal_compression', %s, false)", [compression])
             for interval in range(intervals):
                 cursor.execute("CHECKPOINT")
                 if interval == 0:
@@ -152,10 +158,8 @@ def fpi_probe(cluster: Cluster, rows: int, inserts: int, intervals: int) -> dict
     finally:
         conn.close()
     after = wal_stats(cluster, settle=1.0)
-    cluster.query("DROP TABLE fpi_probe")
     done = (inserts // intervals) * intervals
     return {
-        "index_mb": float(index_mb),  # type: ignore[arg-type]
         "wal_kb_per_insert": (after["bytes"] - before["bytes"]) / 1024 / done,
         "fpi_per_insert": (after["fpi"] - before["fpi"]) / done,
     }
@@ -193,7 +197,6 @@ def main() -> None:
     }
     servers: dict[str, tuple[subprocess.Popen[bytes], int, dict[str, Any]]] = {}
     results: dict[str, list[dict[str, float]]] = {"stock": [], "tuned": []}
-    probes: list[tuple[str, int, dict[str, float]]] = []
     try:
         for name, cluster in clusters.items():
             cluster.start()
@@ -237,13 +240,26 @@ def main() -> None:
                     flush=True,
                 )
         if args.probe_rows:
-            # 15 min between checkpoints (tuned) against 5 min (stock) at one vend rate: the same
-            # inserts over 1 interval against 3.
-            for name, intervals in (("stock", 3), ("tuned", 1), ("stock", 1), ("tuned", 3)):
-                found = fpi_probe(clusters[name], args.probe_rows, args.probe_inserts, intervals)
-                probes.append((name, intervals, found))
+            for name in ("stock", "tuned"):
+                size = probe_build(clusters[name], args.probe_rows)
+                print(f"probe index on {name}: {args.probe_rows} random digests, {size:.0f} MB", flush=True)
+            # Checkpoint spacing: 15 min between checkpoints (tuned) against 5 min (stock) at one
+            # vend rate is the same inserts over 1 interval against 3; each server both ways.
+            # Compression: one interval each way on the tuned server, set per session.
+            cases: list[tuple[str, int, str | None]] = [
+                ("stock", 3, None),
+                ("tuned", 1, None),
+                ("stock", 1, None),
+                ("tuned", 3, None),
+                ("tuned", 1, "off"),
+                ("tuned", 1, "lz4"),
+                ("tuned", 1, "zstd"),
+            ]
+            for name, intervals, compression in cases:
+                found = fpi_probe(clusters[name], args.probe_inserts, intervals, compression)
+                label = compression or clusters[name].query("SHOW wal_compression")[0][0]
                 print(
-                    f"probe {name:5s} {intervals} checkpoint interval(s): index {found['index_mb']:.0f} MB,"
+                    f"probe {name:5s} {intervals} checkpoint interval(s), wal_compression={label}:"
                     f" {found['wal_kb_per_insert']:.2f} kB WAL and {found['fpi_per_insert']:.3f} full-page images"
                     " per random insert",
                     flush=True,
