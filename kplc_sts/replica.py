@@ -42,7 +42,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 from django.conf import settings
@@ -322,3 +322,30 @@ def lag_tolerant_view(view: Callable[..., Any]) -> Callable[..., Any]:
 
     wrapper.lag_tolerant = True  # type: ignore[attr-defined]
     return wrapper
+
+
+# --- Celery --------------------------------------------------------------------------------------------
+
+_task_tokens: dict[str, Token[_Scope | None]] = {}
+
+
+def _task_prerun(task_id: str = "", **_kwargs: Any) -> None:
+    # A task decides (sends, claims, issues): never inside a lag-tolerant scope, even when it runs
+    # eagerly inside a lag-tolerant request (the demo runs tasks in-process).
+    _task_tokens[task_id] = _scope.set(None)
+
+
+def _task_postrun(task_id: str = "", **_kwargs: Any) -> None:
+    token = _task_tokens.pop(task_id, None)
+    if token is not None:
+        try:
+            _scope.reset(token)
+        except ValueError:  # reset from another context (thread pools): just clear it
+            _scope.set(None)
+
+
+def connect_celery_signals() -> None:
+    from celery import signals
+
+    signals.task_prerun.connect(_task_prerun, dispatch_uid="kplc_sts.replica.prerun", weak=False)
+    signals.task_postrun.connect(_task_postrun, dispatch_uid="kplc_sts.replica.postrun", weak=False)

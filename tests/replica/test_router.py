@@ -243,3 +243,18 @@ def test_a_partners_vend_gets_no_cookie(vend, vending_keys, in_campaign, meter_f
     response = vend(meter_factory(), reference="R-COOKIE")
     assert response.status_code == 201
     assert replica.PRIMARY_COOKIE not in response.cookies
+
+
+def test_a_task_run_inside_a_lag_tolerant_request_reads_the_primary(meter_factory):
+    from kplc_sts.celery import app
+
+    @app.task(name="tests.replica.count_meters")
+    def count_meters() -> int:
+        return Meter.objects.count()
+
+    meter_factory()
+    with Queries() as queries, reads_from_replica():
+        assert count_meters.delay().get() == 1  # eager in tests: in this thread, inside the scope
+        assert Meter.objects.count() == 1  # and the scope is back afterwards
+    assert len(queries.on("default", "COUNT(")) == 1
+    assert len(queries.on("replica", "COUNT(")) == 1
