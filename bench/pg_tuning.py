@@ -36,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from vend_load import CpuMeter, drive, percentile  # noqa: E402
+from vend_load import CpuMeter, _cpu_seconds, drive, percentile  # noqa: E402
 
 from tests.pgcluster import Cluster, cluster_root, free_port  # noqa: E402
 
@@ -146,6 +146,8 @@ def fpi_probe(cluster: Cluster, inserts: int, intervals: int, compression: str |
     try:
         with conn.cursor() as cursor:
             cursor.execute("SET synchronous_commit = off")  # the same WAL, without a flush per insert
+            cursor.execute("SELECT pg_backend_pid()")
+            backend = cursor.fetchone()[0]
             if compression:
                 cursor.execute("SELECT set_config('wal_compression', %s, false)", [compression])
             for interval in range(intervals):
@@ -153,8 +155,10 @@ def fpi_probe(cluster: Cluster, inserts: int, intervals: int, compression: str |
                 if interval == 0:
                     cursor.execute("SELECT pg_stat_reset_shared('wal')")
                     before = wal_stats(cluster)
+                    cpu_before = _cpu_seconds(backend)
                 for _ in range(inserts // intervals):
                     cursor.execute("INSERT INTO fpi_probe VALUES (md5(random()::text) || md5(random()::text))")
+            cpu_used = _cpu_seconds(backend) - cpu_before
     finally:
         conn.close()
     after = wal_stats(cluster, settle=1.0)
@@ -162,6 +166,8 @@ def fpi_probe(cluster: Cluster, inserts: int, intervals: int, compression: str |
     return {
         "wal_kb_per_insert": (after["bytes"] - before["bytes"]) / 1024 / done,
         "fpi_per_insert": (after["fpi"] - before["fpi"]) / done,
+        # The inserting backend's CPU (it compresses its own full-page images), checkpoints included.
+        "cpu_us_per_insert": 1e6 * cpu_used / done,
     }
 
 
@@ -261,7 +267,7 @@ def main() -> None:
                 print(
                     f"probe {name:5s} {intervals} checkpoint interval(s), wal_compression={label}:"
                     f" {found['wal_kb_per_insert']:.2f} kB WAL and {found['fpi_per_insert']:.3f} full-page images"
-                    " per random insert",
+                    f" per random insert, backend CPU {found['cpu_us_per_insert']:.0f} us per insert",
                     flush=True,
                 )
     finally:
