@@ -273,6 +273,9 @@ def _render_on_replica(view: Callable[..., HttpResponseBase], request: HttpReque
 
 PRIMARY_COOKIE = "kplc_primary_until"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Signing in and out writes only the session and the login time, which the primary-only tables hold:
+# no page needs the primary for them.
+UNPINNED_URL_NAMES = frozenset({"login", "logout", "2fa-setup", "2fa-verify"})
 
 
 def _pinned_to_primary(request: HttpRequest) -> bool:
@@ -294,7 +297,9 @@ class PrimaryAfterWriteMiddleware:
         # Wall-clock time, not kplc_sts.clock: replication lag is real seconds even on a rehearsal's clock.
         if request.method not in SAFE_METHODS and replica_configured():
             session = getattr(request, "session", None)
-            if session is not None and SESSION_KEY in session:
+            match = getattr(request, "resolver_match", None)
+            unpinned = match is not None and match.url_name in UNPINNED_URL_NAMES
+            if session is not None and SESSION_KEY in session and not unpinned:
                 seconds = float(getattr(settings, "REPLICA_MAX_LAG_SECONDS", 30.0))
                 response.set_cookie(
                     PRIMARY_COOKIE,

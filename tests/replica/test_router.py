@@ -258,3 +258,14 @@ def test_a_task_run_inside_a_lag_tolerant_request_reads_the_primary(meter_factor
         assert Meter.objects.count() == 1  # and the scope is back afterwards
     assert len(queries.on("default", "COUNT(")) == 1
     assert len(queries.on("replica", "COUNT(")) == 1
+
+
+def test_signing_in_does_not_pin_the_pages_to_the_primary(client, manager):
+    from tests.conftest import STAFF_PASSWORD
+
+    response = client.post(reverse("login"), {"username": manager.username, "password": STAFF_PASSWORD})
+    assert response.status_code == 302
+    assert replica.PRIMARY_COOKIE not in response.cookies
+    with Queries() as queries:
+        assert client.get(reverse("dashboard:vending_health")).status_code == 200
+    assert queries.on("replica", "dashboard_vendminutestat")
