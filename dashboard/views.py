@@ -27,6 +27,7 @@ from campaigns.selectors import reminder_rule_for, reminders_due
 from campaigns.texts import TemplateError, reminder_render
 from kplc_sts import clock
 from kplc_sts.formats import staff_date, staff_datetime
+from kplc_sts.replica import lag_tolerant_view
 from sms.quiet import quiet_hours
 from tokens import services as token_services
 
@@ -74,6 +75,7 @@ def _base_context(request: HttpRequest, nav: str, campaign: Campaign | None) -> 
 # --- overview --------------------------------------------------------------------------------------
 
 
+@lag_tolerant_view
 @require_GET
 @staff_view(VIEW_PERMISSION)
 def home(request: HttpRequest) -> HttpResponse:
@@ -83,6 +85,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return redirect("dashboard:overview", campaign_id=campaign.pk)
 
 
+@lag_tolerant_view
 @require_GET
 @staff_view(VIEW_PERMISSION)
 def overview(request: HttpRequest, campaign_id: int) -> HttpResponse:
@@ -106,6 +109,7 @@ def overview(request: HttpRequest, campaign_id: int) -> HttpResponse:
     return render(request, "dashboard/overview.html", context)
 
 
+@lag_tolerant_view
 @require_GET
 @staff_view(VIEW_PERMISSION)
 def overview_data(request: HttpRequest, campaign_id: int) -> JsonResponse:
@@ -153,6 +157,7 @@ def overview_data(request: HttpRequest, campaign_id: int) -> JsonResponse:
 # --- batches ---------------------------------------------------------------------------------------
 
 
+@lag_tolerant_view
 @require_GET
 @staff_view(VIEW_PERMISSION)
 def batch_list(request: HttpRequest) -> HttpResponse:
@@ -198,6 +203,7 @@ def _batch_context(request: HttpRequest, batch: Batch) -> dict[str, Any]:
     return context
 
 
+@lag_tolerant_view
 @require_GET
 @staff_view(VIEW_PERMISSION)
 def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
@@ -205,6 +211,7 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
     return render(request, "dashboard/batch_detail.html", _batch_context(request, batch))
 
 
+@lag_tolerant_view
 @require_GET
 @staff_view(VIEW_PERMISSION)
 def batch_delivery_data(request: HttpRequest, batch_id: int) -> JsonResponse:
@@ -346,6 +353,7 @@ def batch_preview(request: HttpRequest) -> JsonResponse:
 # --- vending health -----------------------------------------------------------------------------------
 
 
+@lag_tolerant_view
 @require_GET
 @staff_view(VIEW_PERMISSION)
 def vending_health(request: HttpRequest) -> HttpResponse:
@@ -354,6 +362,7 @@ def vending_health(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/vending_health.html", context)
 
 
+@lag_tolerant_view
 @require_GET
 @staff_view(VIEW_PERMISSION)
 def vending_data(request: HttpRequest) -> JsonResponse:
@@ -372,6 +381,7 @@ def vending_data(request: HttpRequest) -> JsonResponse:
 # --- CSV export -------------------------------------------------------------------------------------
 
 
+@lag_tolerant_view
 @require_GET
 @staff_view(VIEW_PERMISSION)
 def export_csv(request: HttpRequest, name: str) -> StreamingHttpResponse:

@@ -16,6 +16,11 @@ from .requestid import connect_celery_signals  # noqa: E402
 
 connect_celery_signals()
 
+# Tasks read the primary even when they run eagerly inside a lag-tolerant request (kplc_sts/replica.py).
+from .replica import connect_celery_signals as connect_replica_signals  # noqa: E402
+
+connect_replica_signals()
+
 
 def _count_task_failure(*args: object, **kwargs: object) -> None:
     # Imported when a task fails, not here: this module is loaded before Django's apps are ready,

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
+from kplc_sts.pgtuning import partition_storage_sql
+
 MONTH_ZONE = ZoneInfo("Africa/Nairobi")
 
 
@@ -112,6 +114,10 @@ def partition_create(cursor: Any, table: HistoryTable, month: dt.datetime) -> bo
     cursor.execute(f"ALTER TABLE {table.table} ATTACH PARTITION {name} FOR VALUES FROM ({low}) TO ({high})")
     # The bound is now the partition constraint; the CHECK only saved ATTACH a scan.
     cursor.execute(f"ALTER TABLE {name} DROP CONSTRAINT {name}_bound")
+    # A new month inherits no storage parameters from its parent: give it the hot-table autovacuum.
+    storage = partition_storage_sql(table.table, name)
+    if storage:
+        cursor.execute(storage)
     return True
 
 

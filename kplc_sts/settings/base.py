@@ -34,7 +34,8 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],test
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The default admin site, whose lists read from the replica when there is one (kplc_sts/admin_site.py).
+    "kplc_sts.admin_site.StaffAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -69,6 +70,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After a signed-in user's write, their lag-tolerant pages read the primary (kplc_sts/replica.py).
+    "kplc_sts.replica.PrimaryAfterWriteMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "accounts.twofactor.StaffSessionMiddleware",
@@ -110,6 +113,23 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         timeout=20, transaction_mode="IMMEDIATE", init_command="PRAGMA journal_mode=WAL;"
     )
+# DATABASE_REPLICA_URL: a streaming replica of that database. Pages that tolerate lag read from it
+# (dashboard, exports, admin lists, care search: kplc_sts/replica.py), everything that decides a sale
+# reads the primary. Unset: one database, nothing changes. In tests it is a mirror of the test database.
+DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL", "")
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = dj_database_url.parse(DATABASE_REPLICA_URL, conn_max_age=60, conn_health_checks=True)
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+    if DATABASES["replica"]["ENGINE"] == "django.db.backends.postgresql":
+        # A replica that is down must not hold a page for the default 2 minutes of TCP retries.
+        DATABASES["replica"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 3)
+DATABASE_ROUTERS = ["kplc_sts.replica.ReplicaRouter"]
+# REPLICA_READS=off keeps every read on the primary without removing the URL (an operator's switch).
+REPLICA_READS = env_bool("REPLICA_READS", True)
+# Lag-tolerant reads fall back to the primary while the replica is further behind than this.
+REPLICA_MAX_LAG_SECONDS = env.float("REPLICA_MAX_LAG_SECONDS", default=30.0)
+# How often each process asks the replica how far behind it is (and retries one that was down).
+REPLICA_CHECK_SECONDS = env.float("REPLICA_CHECK_SECONDS", default=5.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (throttling, USSD sessions, SMS send-rate bucket) --------------------------------

@@ -23,3 +23,10 @@ STORAGES = {
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 # WhiteNoise warns on every request when STATIC_ROOT does not exist yet (no collectstatic in tests).
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
+# A `replica` alias that is a TEST mirror of the test database, so the router's tests run in the
+# ordinary suite (they switch REPLICA_READS on and declare databases={"default", "replica"}); the
+# real streaming replica is tests/project/test_replica_streaming.py's own.
+if "replica" not in DATABASES:  # noqa: F405
+    DATABASES["replica"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}  # noqa: F405
+DATABASES["replica"]["CONN_MAX_AGE"] = 0  # noqa: F405
+REPLICA_READS = False
