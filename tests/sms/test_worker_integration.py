@@ -142,6 +142,13 @@ def start_worker(gateway, broker, tmp_path):
     for process in started:
         if process.poll() is None:
             process_group_stop(process)
+    # A worker's backend can outlive its process by a moment (a statement PostgreSQL is still running
+    # for it): the test database's flush then deadlocks with it. End those backends before the flush.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
     connection.close()
 
 
