@@ -7,7 +7,8 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import CharField, IntegerField, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
@@ -178,20 +179,21 @@ class FailingSmsMeterAdmin(ReadOnlyMeterQueue):
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Meter]:
-        from sms.models import Message
+        from sms.selectors import failing_count_sql, failing_meters_sql, last_failure_sql
 
-        failed = Q(sms_messages__status__in=[Message.Status.FAILED, Message.Status.REJECTED])
-        last_failure = (
-            Message.objects.filter(meter=OuterRef("pk"), status__in=[Message.Status.FAILED, Message.Status.REJECTED])
-            .order_by("-created_at", "-id")
-            .values("failure_reason")[:1]
-        )
+        # Failed messages are in the outbox for a minute, then in the log: count both.
+        meter_column = f'"{Meter._meta.db_table}"."id"'
+        failing_sql, failing_params = failing_meters_sql(threshold=FAILING_SMS_THRESHOLD)
+        count_sql, count_params = failing_count_sql(meter_column=meter_column)
+        last_sql, last_params = last_failure_sql(meter_column=meter_column)
         return (
             super()
             .get_queryset(request)
-            .annotate(failed_sms_count=Count("sms_messages", filter=failed))
-            .filter(failed_sms_count__gte=FAILING_SMS_THRESHOLD)
-            .annotate(last_failure_reason=Subquery(last_failure))
+            .filter(pk__in=RawSQL(failing_sql, failing_params))  # noqa: S611 - table and column names only
+            .annotate(
+                failed_sms_count=RawSQL(count_sql, count_params, output_field=IntegerField()),  # noqa: S611
+                last_failure_reason=RawSQL(last_sql, last_params, output_field=CharField()),  # noqa: S611
+            )
         )
 
     @admin.display(description="failed SMS", ordering="failed_sms_count")

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Q
 
 from audit.models import AuditEvent
 from campaigns.models import Enrollment
 from meters.models import Meter
 from sms.models import Message
+from sms.selectors import MessageRecord, failing_meters_count, messages_of_meter
 from tokens.keys import MeterKey
 from tokens.models import IssuedToken, KeyChangeSet, ReversalRequest, Vend
 from tokens.services import meter_current_key, meter_update_codes
@@ -28,7 +29,7 @@ class MeterStory:
     code_sets: list[KeyChangeSet]  # newest first
     vends: list[Vend]  # newest first, with their partner
     tokens: list[IssuedToken]  # newest first
-    messages: list[Message]  # newest first
+    messages: list[MessageRecord]  # newest first, outbox and log together
     cases: list[CareCase]  # newest first
     audit_events: list[AuditEvent]  # newest first
     extra: dict[str, object] = field(default_factory=dict)
@@ -49,7 +50,7 @@ class MeterStory:
     def open_cases(self) -> list[CareCase]:
         return [case for case in self.cases if case.status == CareCase.Status.OPEN]
 
-    def latest_message(self, purpose: str) -> Message | None:
+    def latest_message(self, purpose: str) -> MessageRecord | None:
         return next((message for message in self.messages if message.purpose == purpose), None)
 
 
@@ -69,7 +70,7 @@ def meter_story_load(meter: Meter) -> MeterStory:
         tokens=list(
             IssuedToken.objects.filter(meter=meter).select_related("vend__partner").order_by("-issued_at", "-id")[:20]
         ),
-        messages=list(Message.objects.filter(meter=meter).order_by("-created_at", "-id")[:30]),
+        messages=messages_of_meter(meter_id=meter.pk, limit=30),
         cases=list(CareCase.objects.filter(meter=meter).select_related("assigned_to").order_by("-opened_at")[:20]),
         audit_events=list(
             AuditEvent.objects.filter(object_type="meters.meter", object_id=str(meter.pk)).order_by("-at", "-id")[:30]
@@ -93,12 +94,6 @@ class CareQueues:
 def care_queues_count(*, user: Any) -> CareQueues:
     """The sizes of the care queues the front door links to (each query rides an index)."""
     cases = CareCase.objects.filter(status=CareCase.Status.OPEN)
-    failing = (
-        Message.objects.filter(status__in=FAILING_STATUSES, meter__isnull=False)
-        .values("meter")
-        .annotate(failed=Count("id"))
-        .filter(failed__gte=FAILING_SMS_THRESHOLD)
-    )
     return CareQueues(
         open_cases=cases.count(),
         unassigned_cases=cases.filter(assigned_to__isnull=True).count(),
@@ -106,6 +101,6 @@ def care_queues_count(*, user: Any) -> CareQueues:
         field_visits=Meter.objects.filter(
             Q(status=Meter.Status.NON_COMPLIANT) | Q(key_state=Meter.KeyState.NON_COMPLIANT)
         ).count(),
-        failing_sms=failing.count(),
+        failing_sms=failing_meters_count(threshold=FAILING_SMS_THRESHOLD),
         open_reversals=ReversalRequest.objects.filter(status=ReversalRequest.Status.OPEN).count(),
     )

@@ -14,6 +14,7 @@ from campaigns.models import Enrollment
 from kplc_sts.formats import staff_datetime
 from meters.models import Meter
 from sms.models import Message
+from sms.selectors import MessageRecord
 from tokens.models import IssuedToken, KeyChangeSet, Vend
 
 from .models import CareCase
@@ -84,7 +85,7 @@ def _when(moment: dt.datetime | None) -> str:
     return staff_datetime(moment) if moment else "at an unknown time"
 
 
-def _sms_words(message: Message | None) -> tuple[str, str]:
+def _sms_words(message: MessageRecord | None) -> tuple[str, str]:
     """("SMS delivered 1 Dec 2026 22:19", tone) for the latest message of a purpose."""
     if message is None:
         return "", ""
@@ -286,7 +287,7 @@ SMS_OUTCOMES: dict[str, tuple[str, str]] = {
 }
 
 
-def _message_entry(message: Message) -> TimelineEntry:
+def _message_entry(message: MessageRecord) -> TimelineEntry:
     # The timeline gives the time in its own column: the title says only what became of the SMS.
     outcome, tone = SMS_OUTCOMES.get(message.status, ("queued", ""))
     if message.failure_reason and message.status in FAILING_STATUSES:

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db import models
-from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models import Count, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 from django.db.models.functions.datetime import TruncBase
 from django.utils import timezone
@@ -42,7 +42,8 @@ from campaigns.services import campaign_target_get
 from kplc_sts.csvsafe import csv_safe_row
 from kplc_sts.db import by_vendor
 from meters.models import Meter
-from sms.models import Message, MessageTally
+from sms.models import Message, MessageFields, MessageTally
+from sms.selectors import across, counts_by
 from sms.tallies import batch_tallies
 from tokens.models import ApiErrorStat, VendMinuteStat
 
@@ -347,8 +348,24 @@ def batch_delivery_series(*, batch: Batch) -> dict[str, Any]:
     cached = cache.get(key)
     if cached is not None:
         return dict(cached)
-    notices = Message.objects.filter(batch_id=batch.pk, purpose=Message.Purpose.NOTICE, delivered_at__isnull=False)
-    span = notices.aggregate(first=Min("delivered_at"), last=Max("delivered_at"))
+
+    def notices(model: type[MessageFields]) -> QuerySet[Any]:
+        return model._default_manager.filter(
+            batch_id=batch.pk, purpose=Message.Purpose.NOTICE, delivered_at__isnull=False
+        )
+
+    # Settled notices sit in the outbox a minute, then in the log: both, in one statement each.
+    spans = across(
+        lambda model: (
+            notices(model)
+            .values("batch_id")
+            .annotate(first=Min("delivered_at"), last=Max("delivered_at"))
+            .values("first", "last")
+        )
+    )
+    firsts = [row["first"] for row in spans if row["first"] is not None]
+    lasts = [row["last"] for row in spans if row["last"] is not None]
+    span = {"first": min(firsts) if firsts else None, "last": max(lasts) if lasts else None}
     zone = timezone.get_current_timezone()
     if span["first"] is None:
         series: dict[str, Any] = {"unit": "minute", "buckets": [], "delivered": [], "failed": []}
@@ -356,15 +373,23 @@ def batch_delivery_series(*, batch: Batch) -> dict[str, Any]:
         seconds = (span["last"] - span["first"]).total_seconds()
         unit = "minute" if seconds <= 3 * 3600 else "hour" if seconds <= 7 * 86400 else "day"
         trunc: type[TruncBase] = {"minute": TruncMinute, "hour": TruncHour, "day": TruncDay}[unit]
-        rows = (
-            notices.annotate(bucket=trunc("delivered_at", tzinfo=zone))
-            .values("bucket")
-            .annotate(
-                delivered=Count("pk", filter=Q(status=Message.Status.DELIVERED)),
-                failed=Count("pk", filter=Q(status__in=[Message.Status.FAILED, Message.Status.REJECTED])),
+        summed: dict[Any, dict[str, int]] = {}
+        for part in across(
+            lambda model: (
+                notices(model)
+                .annotate(bucket=trunc("delivered_at", tzinfo=zone))
+                .values("bucket")
+                .annotate(
+                    delivered=Count("pk", filter=Q(status=Message.Status.DELIVERED)),
+                    failed=Count("pk", filter=Q(status__in=[Message.Status.FAILED, Message.Status.REJECTED])),
+                )
+                .order_by()
             )
-            .order_by("bucket")
-        )
+        ):
+            bucket = summed.setdefault(part["bucket"], {"delivered": 0, "failed": 0})
+            bucket["delivered"] += part["delivered"]
+            bucket["failed"] += part["failed"]
+        rows = [{"bucket": key, **summed[key]} for key in sorted(summed)]
         # The line rises from zero: a first bucket, one unit before the first report, holds nothing.
         step = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}[unit]
         before = timezone.localtime(span["first"] - step, zone)
@@ -388,13 +413,19 @@ def campaign_sms_tally(*, campaign: Campaign) -> SmsTally:
 
 def batch_failure_reasons(*, batch: Batch) -> list[dict[str, Any]]:
     """Failed and rejected SMS of the batch by reason (the (batch, status) index bounds the scan)."""
-    rows = (
-        Message.objects.filter(batch_id=batch.pk, status__in=[Message.Status.FAILED, Message.Status.REJECTED])
-        .values("failure_reason")
-        .annotate(count=Count("id"))
-        .order_by("-count", "failure_reason")
+    counts = counts_by(
+        lambda model: (
+            model._default_manager.filter(
+                batch_id=batch.pk, status__in=[Message.Status.FAILED, Message.Status.REJECTED]
+            )
+            .values("failure_reason")
+            .annotate(n=Count("id"))
+            .order_by()
+        ),
+        "failure_reason",
     )
-    return [{"reason": row["failure_reason"] or "(no reason given)", "count": row["count"]} for row in rows]
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return [{"reason": reason or "(no reason given)", "count": count} for reason, count in ordered]
 
 
 def batch_failed_enrollments(*, batch: Batch, after_id: int = 0, limit: int = 50) -> list[Enrollment]:
@@ -433,11 +464,14 @@ class QueueDepth:
 
 
 def sms_queue_depth() -> QueueDepth:
-    # Both counts ride the partial indexes on queued/sending rows; the cap bounds the worst case.
+    # The outbox holds only the work in flight (settled messages move to the log), so these scan
+    # it instead of riding partial indexes on status, which would make every status update non-HOT;
+    # the cap bounds the worst case, and the oldest queued is the first one in id order.
     queued = Message.objects.filter(status=Message.Status.QUEUED).values("id")[: QUEUE_COUNT_CAP + 1].count()
     sending = Message.objects.filter(status=Message.Status.SENDING).values("id")[: QUEUE_COUNT_CAP + 1].count()
-    oldest_id = Message.objects.filter(status=Message.Status.QUEUED).aggregate(m=Min("id"))["m"]
-    oldest_at = Message.objects.filter(id=oldest_id).values_list("created_at", flat=True).first() if oldest_id else None
+    oldest_at = (
+        Message.objects.filter(status=Message.Status.QUEUED).order_by("id").values_list("created_at", flat=True).first()
+    )
     return QueueDepth(
         queued=min(queued, QUEUE_COUNT_CAP),
         queued_capped=queued > QUEUE_COUNT_CAP,

@@ -26,7 +26,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Min
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
@@ -35,6 +34,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from campaigns.models import Batch
 from sms.models import DeliveryReport, Message
+from sms.selectors import messages_newest
 from sms.tallies import batch_tallies
 
 from . import clock
@@ -119,19 +119,22 @@ class OperationsCollector:
             f"Status of the newest {RECENT_MESSAGES} messages, by queue (failed, rejected, delivered...)",
             labels=["queue", "status"],
         )
-        newest = Message.objects.order_by("-id").values("id")[:RECENT_MESSAGES]
         mix: dict[tuple[str, str], int] = {}
-        rows = Message.objects.filter(id__in=newest).values_list("purpose", "status")
-        for purpose, message_status in rows.iterator():
+        # Outbox and log together: the newest messages have mostly settled and moved already.
+        rows = [(record.purpose, record.status) for record in messages_newest(limit=RECENT_MESSAGES)]
+        for purpose, message_status in rows:
             key = (queue_of.get(purpose, settings.SMS_CODES_QUEUE), str(message_status))
             mix[key] = mix.get(key, 0) + 1
         for (queue, label), count in sorted(mix.items()):
             recent.add_metric([queue, label], count)
         yield recent
 
-        oldest_id = Message.objects.filter(status=Message.Status.QUEUED).aggregate(m=Min("id"))["m"]
+        # The outbox is small (a queue): the first queued row in id order, no index on status.
         oldest_at = (
-            Message.objects.filter(id=oldest_id).values_list("created_at", flat=True).first() if oldest_id else None
+            Message.objects.filter(status=Message.Status.QUEUED)
+            .order_by("id")
+            .values_list("created_at", flat=True)
+            .first()
         )
         yield GaugeMetricFamily(
             "kplc_sms_oldest_queued_age_seconds",

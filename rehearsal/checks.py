@@ -27,7 +27,7 @@ from campaigns.selectors import (
     segments_recount,
 )
 from meters.models import Meter
-from sms.models import Message
+from sms.models import Message, MessageLog
 from tokens.models import IssuedToken, KeyChangeSet
 
 from . import endpoints
@@ -312,6 +312,9 @@ def invariants_check(
     violations["simulator_errors"] = sim.invariants.simulator_errors
     details["outbox"] = {
         row["status"]: row["n"] for row in Message.objects.values("status").annotate(n=Count("pk")).order_by()
+    }
+    details["sms_log"] = {
+        row["status"]: row["n"] for row in MessageLog.objects.values("status").annotate(n=Count("pk")).order_by()
     }
     return violations, details
 

@@ -14,13 +14,15 @@ from typing import Any
 from django.db import connection, transaction
 
 from kplc_sts.db import sql_value
+from kplc_sts.pgtuning import partition_storage_sql
 
 from .backends import SendResult
-from .models import DeliveryReport, Message, MessageTally
+from .models import DeliveryReport, Message, MessageLog, MessageTally
 from .tallies import tally_add
 
 Status = Message.Status
 _MESSAGES, _REPORTS, _TALLIES = Message._meta.db_table, DeliveryReport._meta.db_table, MessageTally._meta.db_table
+_LOG = MessageLog._meta.db_table
 
 
 def messages_mark_sent(*, accepted: Sequence[tuple[int, SendResult]], now: dt.datetime) -> list[int]:
@@ -51,9 +53,10 @@ def report_receive(
     retry_count: int | None,
     final: str | None,
     now: dt.datetime,
-) -> None:
+) -> int:
     """The whole report in one statement: store it (idempotent on the provider id), settle its
-    message if the id is known, count it in the batch's tally."""
+    message if the id is known, count it in the batch's tally. Returns the outbox messages it
+    settled (0: not in the outbox, or settled already; the caller then looks in the log)."""
     at = sql_value(now)
     report_values = [provider_message_id, status, failure_reason, phone_number, network_code, retry_count, at]
     with connection.cursor() as cursor:
@@ -66,7 +69,7 @@ def report_receive(
                 "ON CONFLICT (provider_message_id) DO NOTHING",
                 report_values,
             )
-            return
+            return 0
         column = "delivered" if final == Status.DELIVERED else "failed"
         finals = ["Success", "Failed", "Rejected"]
         cursor.execute(
@@ -78,10 +81,11 @@ def report_receive(
             "VALUES (%s, %s, %s, %s, %s, %s, %s, CASE WHEN EXISTS (SELECT 1 FROM known) THEN %s::timestamptz END) "
             "ON CONFLICT (provider_message_id) DO UPDATE SET status = EXCLUDED.status, "
             "failure_reason = EXCLUDED.failure_reason, applied_at = EXCLUDED.applied_at "
-            f"WHERE {_REPORTS}.status NOT IN (%s, %s, %s) RETURNING 1) "
-            f"INSERT INTO {_TALLIES} (batch_id, sent, delivered, failed) "
+            f"WHERE {_REPORTS}.status NOT IN (%s, %s, %s) RETURNING 1), "
+            f"tallied AS (INSERT INTO {_TALLIES} (batch_id, sent, delivered, failed) "
             f"SELECT batch_id, 0, {int(column == 'delivered')}, {int(column == 'failed')} FROM settled "
-            f"WHERE batch_id IS NOT NULL ON CONFLICT (batch_id) DO UPDATE SET {column} = {_TALLIES}.{column} + 1",
+            f"WHERE batch_id IS NOT NULL ON CONFLICT (batch_id) DO UPDATE SET {column} = {_TALLIES}.{column} + 1 "
+            "RETURNING 1) SELECT COUNT(*) FROM settled",
             [
                 provider_message_id,
                 final,
@@ -96,6 +100,7 @@ def report_receive(
                 *finals,
             ],
         )
+        return int(cursor.fetchone()[0])
 
 
 def reports_apply(
@@ -146,3 +151,62 @@ def reports_apply(
             else:
                 tally_add(batch_id, failed=count)
     return int(applied)
+
+
+def messages_move_settled(
+    *, where_sql: str, where_params: Sequence[Any], columns: Sequence[str], limit: int, now: dt.datetime
+) -> int:
+    """Move up to `limit` settled outbox rows to the log in one statement: the DELETE and the
+    INSERT commit together or not at all, so a row is in exactly one of the two tables. Rows a
+    concurrent transaction holds are skipped (the next pass takes them)."""
+    names = ", ".join(columns)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH moved AS (DELETE FROM {_MESSAGES} WHERE id IN (SELECT id FROM {_MESSAGES} "  # noqa: S608
+            f"WHERE {where_sql} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING {names}) "
+            f"INSERT INTO {_LOG} ({names}, logged_at) SELECT {names}, %s FROM moved",
+            [*where_params, limit, sql_value(now)],
+        )
+        return int(cursor.rowcount)
+
+
+def _month_start(year: int, month: int) -> dt.datetime:
+    return dt.datetime(year + (month - 1) // 12, (month - 1) % 12 + 1, 1, tzinfo=dt.UTC)
+
+
+def log_partitions_ensure(*, first: dt.datetime, months: int) -> list[str]:
+    """Make the monthly partitions of the log from `first`'s month on, `months` of them, that do
+    not exist yet; returns the names made. Rows the DEFAULT partition caught for a new month move
+    into it in the same transaction (ATTACH would refuse them otherwise)."""
+    made = []
+    for offset in range(months):
+        start = _month_start(first.year, first.month + offset)
+        end = _month_start(first.year, first.month + offset + 1)
+        name = f"{_LOG}_{start:%Y%m}"
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [name])
+            if cursor.fetchone()[0]:
+                continue
+            cursor.execute(f"CREATE TABLE {name} (LIKE {_LOG} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+            cursor.execute(
+                f"WITH caught AS (DELETE FROM {_LOG}_default WHERE created_at >= %s AND created_at < %s "  # noqa: S608
+                f"RETURNING *) INSERT INTO {name} SELECT * FROM caught",
+                [start, end],
+            )
+            cursor.execute(f"ALTER TABLE {_LOG} ATTACH PARTITION {name} FOR VALUES FROM (%s) TO (%s)", [start, end])
+            storage = partition_storage_sql(_LOG, name)
+            if storage:
+                cursor.execute(storage)
+        made.append(name)
+    return made
+
+
+def log_partitions() -> list[str]:
+    """The log's partitions, oldest first (the DEFAULT one last)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = %s ORDER BY c.relname = %s, c.relname",
+            [_LOG, f"{_LOG}_default"],
+        )
+        return [row[0] for row in cursor.fetchall()]

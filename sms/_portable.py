@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+
+from kplc_sts.db import sql_value
 
 from .backends import SendResult
-from .models import DeliveryReport, Message
+from .models import DeliveryReport, Message, MessageLog
 from .tallies import tally_add
 
 Status = Message.Status
@@ -44,7 +47,7 @@ def report_receive(
     retry_count: int | None,
     final: str | None,
     now: dt.datetime,
-) -> None:
+) -> int:
     values = {
         "status": status,
         "failure_reason": failure_reason,
@@ -69,6 +72,8 @@ def report_receive(
             report_status={"Success": Status.DELIVERED, "Failed": Status.FAILED, "Rejected": Status.REJECTED},
             now=now,
         )
+    # One writer at a time here: a message in the outbox now is not in the log, and the other way round.
+    return int(final is not None and Message.objects.filter(provider_message_id=provider_message_id).exists())
 
 
 def reports_apply(
@@ -102,3 +107,34 @@ def reports_apply(
             DeliveryReport.objects.filter(pk=report.pk).update(applied_at=now)
             applied += 1
     return applied
+
+
+def messages_move_settled(
+    *, where_sql: str, where_params: Sequence[Any], columns: Sequence[str], limit: int, now: dt.datetime
+) -> int:
+    """DELETE ... RETURNING then INSERT, in one transaction: the DELETE takes the write lock, so
+    the rows copied are exactly the rows removed."""
+    names = ", ".join(columns)
+    outbox, log = Message._meta.db_table, MessageLog._meta.db_table
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {outbox} WHERE id IN (SELECT id FROM {outbox} WHERE {where_sql} "  # noqa: S608
+            f"ORDER BY id LIMIT %s) RETURNING {names}",
+            [*where_params, limit],
+        )
+        rows = cursor.fetchall()
+        if rows:
+            marks = ", ".join(["%s"] * (len(columns) + 1))
+            cursor.executemany(
+                f"INSERT INTO {log} ({names}, logged_at) VALUES ({marks})",  # noqa: S608
+                [[*row, sql_value(now)] for row in rows],
+            )
+    return len(rows)
+
+
+def log_partitions_ensure(*, first: dt.datetime, months: int) -> list[str]:
+    return []  # a plain table: nothing to partition
+
+
+def log_partitions() -> list[str]:
+    return []

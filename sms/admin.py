@@ -19,7 +19,7 @@ from meters.admin import EstimatedCountPaginator, ReadOnlyAdminMixin
 from meters.models import Meter
 from meters.phones import kenyan_phone_or_none
 
-from .models import DeliveryReport, Message
+from .models import DeliveryReport, Message, MessageLog
 
 VIEW_DIGITS = "tokens.view_token_digits"
 # The request of the message page being rendered (readonly field callables only get the object).
@@ -45,21 +45,44 @@ def search_messages(queryset: QuerySet, term: str) -> QuerySet:
     return queryset.filter(match)
 
 
-@admin.register(Message)
-class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = (
-        "id",
-        "recipient",
-        "purpose",
-        "status",
-        "meter_number",
-        "batch_id",
-        "attempts",
-        "provider_message_id",
-        "failure_reason",
-        "created_at",
-        "sent_at",
-    )
+MESSAGE_LIST = (
+    "id",
+    "recipient",
+    "purpose",
+    "status",
+    "meter_number",
+    "batch_id",
+    "attempts",
+    "provider_message_id",
+    "failure_reason",
+    "created_at",
+    "sent_at",
+)
+MESSAGE_FIELDS = (
+    "recipient",
+    "purpose",
+    "status",
+    "body_shown",
+    "meter_number",
+    "batch_id",
+    "vend_id",
+    "provider_message_id",
+    "cost",
+    "currency",
+    "attempts",
+    "next_attempt_at",
+    "claimed_at",
+    "last_error",
+    "failure_reason",
+    "created_at",
+    "sent_at",
+    "delivered_at",
+)
+
+
+class _MessagePages(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """What the outbox and the log pages share: the search, the masking, the audited digit view."""
+
     list_filter = ("status", "purpose")
     list_select_related = ("meter",)
     search_fields = ("=provider_message_id",)  # the real search is search_messages (indexed columns)
@@ -67,37 +90,16 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     ordering = ("-id",)  # the primary key: no sort over millions of rows
-    fields = (
-        "recipient",
-        "purpose",
-        "status",
-        "body_shown",
-        "meter_number",
-        "batch_id",
-        "vend_id",
-        "provider_message_id",
-        "cost",
-        "currency",
-        "attempts",
-        "next_attempt_at",
-        "claimed_at",
-        "last_error",
-        "failure_reason",
-        "created_at",
-        "sent_at",
-        "delivered_at",
-    )
-    readonly_fields = fields
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         return search_messages(queryset, search_term), False
 
     @admin.display(description="meter")
-    def meter_number(self, obj: Message) -> str:
+    def meter_number(self, obj: Message | MessageLog) -> str:
         return obj.meter.meter_number if obj.meter is not None else "-"
 
     @admin.display(description="body")
-    def body_shown(self, obj: Message) -> str:
+    def body_shown(self, obj: Message | MessageLog) -> str:
         request = _viewing.get()
         masked = body_masked(obj.body)
         if masked == obj.body or request is None or not request.user.has_perm(VIEW_DIGITS):
@@ -122,6 +124,22 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return response
         finally:
             _viewing.reset(token)
+
+
+@admin.register(Message)
+class MessageAdmin(_MessagePages):
+    list_display = MESSAGE_LIST
+    fields = MESSAGE_FIELDS
+    readonly_fields = MESSAGE_FIELDS
+
+
+@admin.register(MessageLog)
+class MessageLogAdmin(_MessagePages):
+    """Settled messages, moved out of the outbox: the same read-only page, masking and audit."""
+
+    list_display = (*MESSAGE_LIST, "delivered_at")
+    fields = (*MESSAGE_FIELDS, "logged_at")
+    readonly_fields = fields
 
 
 @admin.register(DeliveryReport)

@@ -12,7 +12,9 @@ from django.db import models
 from kplc_sts import clock
 
 
-class Message(models.Model):
+class MessageFields(models.Model):
+    """What a message is, in the outbox (`Message`) and, once settled, in the log (`MessageLog`)."""
+
     class Purpose(models.TextChoices):
         NOTICE = "notice", "Campaign notice"
         CODES = "codes", "Update codes"
@@ -40,8 +42,9 @@ class Message(models.Model):
     body = models.TextField()
     purpose = models.CharField(max_length=8, choices=Purpose.choices)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    # NULL until the gateway accepts it; NULLs never collide in a unique index.
-    provider_message_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    # NULL until the gateway accepts it. Unique in the outbox by a constraint (no `_like` twin: no
+    # LIKE ever runs on it), indexed in the log: see each Meta.
+    provider_message_id = models.CharField(max_length=64, null=True, blank=True)
     cost = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
     currency = models.CharField(max_length=3, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -49,13 +52,11 @@ class Message(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True, help_text="When a worker took it (sweep: stuck sends)")
     last_error = models.CharField(max_length=500, blank=True)
     failure_reason = models.CharField(max_length=64, blank=True)
-    meter = models.ForeignKey(
-        "meters.Meter", null=True, blank=True, on_delete=models.SET_NULL, related_name="sms_messages"
-    )
     # The campaign batch a notice (or a batch meter's codes SMS) belongs to; an id, not a foreign
-    # key: the outbox sits below campaigns and never joins to it. Indexed by (batch_id, status).
+    # key: the outbox sits below campaigns and never joins to it.
     batch_id = models.BigIntegerField(null=True, blank=True)
-    vend_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    # Kept for care and audits (which vend sent this); no query looks a message up by it.
+    vend_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=clock.now)
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True, help_text="When the final report arrived")
@@ -64,22 +65,47 @@ class Message(models.Model):
     sent_counted = models.BooleanField(default=False)
 
     class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.purpose} to {self.recipient}: {self.status}"
+
+
+class Message(MessageFields):
+    """The outbox: only what is still to send or to settle. Settled messages move to `MessageLog`
+    (`sms.services.log`), so this table stays as small as the work in flight.
+
+    Index diet (docs/indexes.md): no index covers a column a send updates (status, attempts,
+    claimed_at, sent_at, sent_counted, delivered_at...), so the claim, the count and the delivery
+    report update are HOT (the table has fillfactor 50, set in migration 0007). The sweep, the
+    mover and the queue gauges scan the small outbox instead of riding partial indexes on status.
+    """
+
+    # The (meter, -created_at) index below serves the care timeline; the FK's own index would
+    # be its duplicate prefix.
+    meter = models.ForeignKey(
+        "meters.Meter",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="sms_messages",
+        db_index=False,
+    )
+
+    class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
-            # Claiming and the sweep only ever look at these few rows among millions.
-            models.Index(fields=["id"], condition=models.Q(status="queued"), name="sms_message_queued_idx"),
-            models.Index(fields=["claimed_at"], condition=models.Q(status="sending"), name="sms_message_sending_idx"),
-            models.Index(
-                fields=["id"],
-                condition=models.Q(sent_counted=False, sent_at__isnull=False),
-                name="sms_message_uncounted_idx",
-            ),
-            models.Index(fields=["batch_id", "status"], name="sms_message_batch_status_idx"),
+            # The care desk's meter page: a meter's newest messages (sms.selectors.messages_of_meter).
             models.Index(fields=["meter", "-created_at"], name="sms_message_meter_idx"),
-            models.Index(fields=["recipient", "-created_at"], name="sms_message_recipient_idx"),
         ]
         constraints = [
-            # One notice per meter per batch, whatever re-runs of the batch start job do.
+            # Delivery reports find their message by the gateway's id (sms._pg.report_receive,
+            # reports_apply, the sweep's reconciliation); the UPDATE that stores it is the one
+            # non-HOT update of a send.
+            models.UniqueConstraint(fields=["provider_message_id"], name="sms_message_provider_id_uniq"),
+            # One notice per meter per batch, whatever re-runs of the batch start job do; its
+            # (batch_id, meter_id) WHERE purpose='notice' index also serves every per-batch query
+            # of the outbox (notices_dispatch / hold / release / cancel, batches_with_notices_pending).
             models.UniqueConstraint(
                 fields=["batch_id", "meter"],
                 condition=models.Q(purpose="notice"),
@@ -87,8 +113,54 @@ class Message(models.Model):
             ),
         ]
 
-    def __str__(self) -> str:
-        return f"{self.purpose} to {self.recipient}: {self.status}"
+
+# Africa's Talking's final delivery report statuses and what they make of the message.
+REPORT_FINAL_STATUS = {
+    "Success": MessageFields.Status.DELIVERED,
+    "Failed": MessageFields.Status.FAILED,
+    "Rejected": MessageFields.Status.REJECTED,
+}
+
+
+class MessageLog(MessageFields):
+    """Settled messages (delivered, failed, rejected, cancelled; sent ones whose report never came
+    after SMS_LOG_UNREPORTED_SECONDS), moved from the outbox row for row with the same id.
+
+    On PostgreSQL a table partitioned by month of `created_at` (primary key (id, created_at)),
+    partitions made ahead by `sms.services.log_partitions_ensure` (beat and `manage.py
+    sms_log_partitions`); elsewhere a plain table. Written once; a late delivery report may update
+    a `sent` row to its final status. Read through `sms.selectors` together with the outbox.
+    """
+
+    # Copied from the outbox row: not an auto id.
+    id = models.BigIntegerField(primary_key=True)
+    # No FK constraint: a partitioned log row must never block or cascade on a meter, and the
+    # outbox already checked it when the message was written.
+    meter = models.ForeignKey(
+        "meters.Meter",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        related_name="sms_log",
+        db_index=False,
+        db_constraint=False,
+    )
+    logged_at = models.DateTimeField(default=clock.now, help_text="When it left the outbox")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "SMS log entry"
+        verbose_name_plural = "SMS log"
+        indexes = [
+            # The care timeline (messages_of_meter) and the failing-SMS queue (per meter).
+            models.Index(fields=["meter", "-created_at"], name="sms_log_meter_idx"),
+            # Late delivery reports (sms.services.log.log_reports_apply) and the admin search.
+            models.Index(fields=["provider_message_id"], name="sms_log_provider_id_idx"),
+            # The dashboard's per-batch delivery series and failure reasons.
+            models.Index(fields=["batch_id", "status"], name="sms_log_batch_status_idx"),
+            # The admin's search by phone.
+            models.Index(fields=["recipient", "-created_at"], name="sms_log_recipient_idx"),
+        ]
 
 
 class DeliveryReport(models.Model):
@@ -98,7 +170,7 @@ class DeliveryReport(models.Model):
     unapplied, until the sweep matches it.
     """
 
-    provider_message_id = models.CharField(max_length=64, unique=True)
+    provider_message_id = models.CharField(max_length=64)
     status = models.CharField(max_length=16)
     failure_reason = models.CharField(max_length=64, blank=True)
     phone_number = models.CharField(max_length=16, blank=True)
@@ -110,7 +182,12 @@ class DeliveryReport(models.Model):
     class Meta:
         ordering = ["-received_at"]
         indexes = [
+            # The sweep's unapplied reports (reports_apply, messages_reconcile): a few among millions.
             models.Index(fields=["id"], condition=models.Q(applied_at__isnull=True), name="sms_report_unapplied_idx")
+        ]
+        constraints = [
+            # Idempotent receipt (INSERT ... ON CONFLICT (provider_message_id)); no `_like` twin.
+            models.UniqueConstraint(fields=["provider_message_id"], name="sms_report_provider_id_uniq"),
         ]
 
     def __str__(self) -> str:

@@ -25,3 +25,17 @@ def sweep_task() -> dict[str, int]:
     from .services import messages_sweep
 
     return messages_sweep()
+
+
+@shared_task(name="sms.log_settled", ignore_result=True)
+def log_settled_task() -> int:
+    from .services import messages_log_settled
+
+    return messages_log_settled()
+
+
+@shared_task(name="sms.log_partitions", ignore_result=True)
+def log_partitions_task() -> list[str]:
+    from .services import log_partitions_ensure
+
+    return log_partitions_ensure()

@@ -213,7 +213,9 @@ class TokenDigest(models.Model):
     customer reads out without an unindexed scan of token digits, and without storing digits again.
     Written by the vend and key change services as they issue (`tokens.digests`)."""
 
-    digest = models.CharField(max_length=64, db_index=True)
+    # Indexed by the explicit Index below: `db_index=True` on a CharField also makes a
+    # varchar_pattern_ops `_like` twin on PostgreSQL, and no LIKE ever runs on a digest.
+    digest = models.CharField(max_length=64)
     meter = models.ForeignKey("meters.Meter", on_delete=models.CASCADE, related_name="+")
     issued_token_id = models.BigIntegerField(null=True, blank=True)
     key_change_set_id = models.BigIntegerField(null=True, blank=True)
@@ -225,6 +227,10 @@ class TokenDigest(models.Model):
     class Meta:
         db_table = "care_tokendigest"  # moved from the care app with its rows
         verbose_name = "token digest"
+        indexes = [
+            # Finding a token from the digits a customer reads out (tokens.digests: digest = %s).
+            models.Index(fields=["digest"], name="token_digest_digest_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["issued_token_id"], name="token_digest_issued_token"),
             models.UniqueConstraint(fields=["key_change_set_id", "position"], name="token_digest_kcs_position"),

@@ -226,6 +226,15 @@ SMS_TASK_TIME_BUDGET = env.float("SMS_TASK_TIME_BUDGET", default=60)  # below CE
 SMS_DISPATCH_CHUNK = env.int("SMS_DISPATCH_CHUNK", default=100)
 SMS_CLAIM_CHUNK = env.int("SMS_CLAIM_CHUNK", default=100)  # claimed together; stored set-based together
 SMS_SWEEP_LIMIT = env.int("SMS_SWEEP_LIMIT", default=50000)
+# The outbox keeps only what is still to send or settle (sms.services.log): a settled message moves
+# to the log this long (clock seconds) after it settled, a sent one with no final report after
+# SMS_LOG_UNREPORTED_SECONDS (a report later than that still settles it in the log).
+SMS_LOG_GRACE_SECONDS = env.float("SMS_LOG_GRACE_SECONDS", default=60)
+SMS_LOG_UNREPORTED_SECONDS = env.float("SMS_LOG_UNREPORTED_SECONDS", default=2 * 86400)
+SMS_LOG_MOVE_EVERY_SECONDS = env.float("SMS_LOG_MOVE_EVERY_SECONDS", default=15)
+SMS_LOG_MOVE_CHUNK = env.int("SMS_LOG_MOVE_CHUNK", default=5000)
+SMS_LOG_MOVE_TIME_BUDGET = env.float("SMS_LOG_MOVE_TIME_BUDGET", default=30)  # wall seconds per pass
+SMS_LOG_PARTITIONS_AHEAD = env.int("SMS_LOG_PARTITIONS_AHEAD", default=3)  # months made ahead (PostgreSQL)
 SMS_CODES_QUEUE = "sms_codes"
 SMS_NOTICE_QUEUE = "sms_notices"
 # Quiet hours, Africa/Nairobi (sms/quiet.py): reminders are never sent from START to END ("HH:MM").
@@ -248,6 +257,8 @@ ENDGAME_REMINDERS_BY_BEAT = env.bool("ENDGAME_REMINDERS_BY_BEAT", default=True)
 CELERY_TASK_ROUTES = {
     "sms.send_messages": {"queue": SMS_CODES_QUEUE},  # callers pass queue= for notices
     "sms.sweep": {"queue": "celery"},
+    "sms.log_settled": {"queue": "celery"},
+    "sms.log_partitions": {"queue": "celery"},
     "campaigns.start_due_batches": {"queue": "celery"},
     "campaigns.refresh_targets": {"queue": "celery"},
     "campaigns.send_reminders": {"queue": "celery"},
@@ -259,6 +270,8 @@ CELERY_TASK_ROUTES = {
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "campaigns-start-due-batches": {"task": "campaigns.start_due_batches", "schedule": 30.0},
     "sms-sweep": {"task": "sms.sweep", "schedule": 60.0},
+    "sms-log-settled": {"task": "sms.log_settled", "schedule": SMS_LOG_MOVE_EVERY_SECONDS},
+    "sms-log-partitions": {"task": "sms.log_partitions", "schedule": 6 * 3600.0},
     "campaigns-refresh-targets": {"task": "campaigns.refresh_targets", "schedule": 3600.0},
     "campaigns-send-reminders": {"task": "campaigns.send_reminders", "schedule": 1800.0},
     "campaigns-infer-updates": {"task": "campaigns.infer_updates", "schedule": 3600.0},

@@ -1,12 +1,14 @@
 """The SMS outbox: queue in the business transaction, send from Celery, settle on delivery reports.
 
 `outbox` writes and publishes messages (and a campaign batch's notices), `sending` claims and
-sends them, `reports` settles them on delivery reports, `sweep` recovers from crashes. The
+sends them, `reports` settles them on delivery reports, `sweep` recovers from crashes, `log`
+moves settled messages out of the outbox into the log (reads of both: `sms.selectors`). The
 PostgreSQL statements are in `sms._pg`, their portable twins in `sms._portable`.
 """
 
 from __future__ import annotations
 
+from .log import log_partitions, log_partitions_ensure, log_reports_apply, messages_log_settled
 from .outbox import (
     batches_with_notices_pending,
     message_dispatch,
@@ -28,12 +30,16 @@ __all__ = [
     "batches_with_notices_pending",
     "delivery_report_receive",
     "delivery_reports_apply_pending",
+    "log_partitions",
+    "log_partitions_ensure",
+    "log_reports_apply",
     "message_dispatch",
     "message_queue",
     "message_record_failure",
     "messages_queue_many",
     "messages_claim",
     "messages_count_sent",
+    "messages_log_settled",
     "messages_reconcile",
     "messages_send",
     "messages_sweep",

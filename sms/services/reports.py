@@ -12,11 +12,11 @@ from kplc_sts import clock
 from kplc_sts.db import by_vendor
 
 from .. import _pg, _portable
-from ..models import Message
+from ..models import REPORT_FINAL_STATUS, Message
+from .log import log_reports_apply
 
 Status = Message.Status
-# Africa's Talking's final report statuses and what they make of the message.
-REPORT_STATUS = {"Success": Status.DELIVERED, "Failed": Status.FAILED, "Rejected": Status.REJECTED}
+REPORT_STATUS = REPORT_FINAL_STATUS
 statements = by_vendor(pg=_pg, portable=_portable)
 
 
@@ -29,17 +29,22 @@ def delivery_report_receive(
     network_code: str = "",
     retry_count: int | None = None,
 ) -> None:
-    """Store a report (idempotent on the provider id) and apply it if it is final."""
-    statements.report_receive(
+    """Store a report (idempotent on the provider id) and apply it if it is final: to its message
+    in the outbox, or, when the message has already moved to the log (a report later than
+    SMS_LOG_UNREPORTED_SECONDS, or a race with the mover), there."""
+    final = REPORT_STATUS.get(status[:16])
+    settled = statements.report_receive(
         provider_message_id=provider_message_id[:64],
         status=status[:16],
         failure_reason=failure_reason[:64],
         phone_number=phone_number[:16],
         network_code=network_code[:8],
         retry_count=retry_count,
-        final=REPORT_STATUS.get(status[:16]),
+        final=final,
         now=clock.now(),
     )
+    if final is not None and not settled:
+        log_reports_apply(provider_message_ids=[provider_message_id[:64]])
 
 
 def delivery_reports_apply_pending(

@@ -11,7 +11,8 @@ from django.db.models import Exists, OuterRef, Q
 from kplc_sts import clock
 from kplc_sts.celery import app
 
-from ..models import DeliveryReport, Message
+from ..models import DeliveryReport, Message, MessageLog
+from .log import log_reports_apply
 from .outbox import message_dispatch
 from .reports import delivery_reports_apply_pending
 from .sending import messages_count_sent
@@ -65,6 +66,8 @@ def messages_reconcile(*, now: dt.datetime | None = None) -> int:
             received_at__gte=min(claimed_at for _, _, claimed_at in stuck),
         )
         .filter(~Exists(Message.objects.filter(provider_message_id=OuterRef("provider_message_id"))))
+        # A report on a message that has moved to the log is that message's, not an orphan.
+        .filter(~Exists(MessageLog.objects.filter(provider_message_id=OuterRef("provider_message_id"))))
         .order_by("received_at", "pk")
         .values_list("provider_message_id", "phone_number", "received_at")
     )
@@ -104,7 +107,8 @@ def messages_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
       took them: messages_reconcile); those without one after SMS_DLR_GRACE_SECONDS go back to
       queued and are sent again;
     - sent messages a lost worker never counted are counted;
-    - final delivery reports that arrived before their message id was stored are applied;
+    - final delivery reports that arrived before their message id was stored are applied (in the
+      outbox, or in the log for a message that moved there unreported);
     - when a queue has drained, due queued messages (lost tasks, retries, broker outages) are
       published again; claiming makes a second task for the same message harmless.
     """
@@ -123,7 +127,7 @@ def messages_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
     )
     for start in range(0, len(uncounted), 1000):
         messages_count_sent(ids=uncounted[start : start + 1000])
-    reports = delivery_reports_apply_pending()
+    reports = delivery_reports_apply_pending() + log_reports_apply()
     # Younger than 2 wall seconds: its own after-commit publish is probably still on its way.
     young = dt.timedelta(seconds=clock.from_wall(2))
     due = Message.objects.filter(status=Status.QUEUED, created_at__lt=now - young).filter(

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand
 
 from campaigns.services import campaign_targets_refresh, reminders_send_all, updates_infer
 from campaigns.tasks import start_due_batches_task
-from sms.tasks import sweep_task
+from sms.tasks import log_settled_task, sweep_task
 
 TARGET_MAX_AGE = dt.timedelta(hours=1)
 
@@ -25,6 +25,7 @@ class Command(BaseCommand):
         while True:
             started = start_due_batches_task()
             swept = sweep_task()
+            swept["logged"] = log_settled_task()
             # Without beat this is what keeps the overview's target current (beat: hourly task).
             targets = campaign_targets_refresh(older_than=TARGET_MAX_AGE)
             # The endgame's beat tasks: both are no-ops until a rule is on or a grace period ends.

@@ -10,10 +10,12 @@ import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
+from django.db.models import Count
 
 from campaigns.models import Batch
 from care.selectors import care_queues_count
 from sms.models import Message
+from sms.selectors import batch_status_counts, counts_by
 
 PENDING = (Message.Status.QUEUED, Message.Status.SENDING, Message.Status.SENT)
 
@@ -33,9 +35,20 @@ class Command(BaseCommand):
         deadline = time.monotonic() + options["wait"]
         while notices.filter(status__in=PENDING).exists() and time.monotonic() < deadline:
             time.sleep(0.5)
-        counts = {status: notices.filter(status=status).count() for status in Message.Status.values}
+        found = batch_status_counts(batch_id=batch.pk, purposes=[Message.Purpose.NOTICE])
+        counts = {status: found.get(status, 0) for status in Message.Status.values}
         batch.refresh_from_db()
-        retried = notices.filter(attempts__gt=1).count()
+        retried = sum(
+            counts_by(
+                lambda model: (
+                    model._default_manager.filter(batch_id=batch.pk, purpose=Message.Purpose.NOTICE, attempts__gt=1)
+                    .values("purpose")
+                    .annotate(n=Count("pk"))
+                    .order_by()
+                ),
+                "purpose",
+            ).values()
+        )
         self.stdout.write(
             f"  Batch {batch.number}: {sum(counts.values())} notices, {counts['delivered']} delivered, "
             f"{counts['failed'] + counts['rejected']} failed, {counts['queued'] + counts['sending'] + counts['sent']} "
