@@ -95,7 +95,8 @@ def main() -> None:
 
     from campaigns.models import Batch
     from campaigns.services import batch_notices_create, batch_schedule, campaign_create
-    from sms.models import Message, MessageTally
+    from sms.models import Message
+    from sms.tallies import batch_tallies
 
     processes: list[subprocess.Popen] = []
     try:
@@ -246,7 +247,7 @@ def main() -> None:
         deadline = time.monotonic() + 30
         while True:
             batch.refresh_from_db()
-            tally = MessageTally.objects.filter(batch_id=batch.pk).first() or MessageTally(batch_id=batch.pk)
+            tally = batch_tallies(batch_ids=[batch.pk])[batch.pk]
             if tally.sent >= done or time.monotonic() > deadline:
                 break
             time.sleep(0.1)

@@ -280,7 +280,7 @@ def load(n_meters: int, n_enrollments: int) -> dict[str, float]:
                 WHERE a.batch_id = b.id
                 """
             )
-            # The SMS tallies are the outbox's (sms.MessageTally, one row per batch).
+            # The SMS tallies are the outbox's (sms.MessageTally, shard 0 of each batch here).
             cur.execute("DELETE FROM sms_messagetally")
             cur.execute(
                 """

@@ -118,6 +118,7 @@ def run_one(args: argparse.Namespace, code: Path, db_suffix: str) -> dict[str, A
     from django.conf import settings
     from django.core.management import call_command
     from django.db import connection
+    from django.db.models import Sum
     from django.utils import timezone
 
     from campaigns.services import batch_notices_create, batch_schedule, campaign_create
@@ -192,8 +193,8 @@ def run_one(args: argparse.Namespace, code: Path, db_suffix: str) -> dict[str, A
             message_dispatch(ids[start : start + 100], queue=settings.SMS_NOTICE_QUEUE)
         sent = delivered = 0
         while time.perf_counter() - started < args.timeout:
-            row = tally.values("sent", "delivered").first() or {"sent": 0, "delivered": 0}
-            sent, delivered = row["sent"], row["delivered"]
+            row = tally.aggregate(sent=Sum("sent"), delivered=Sum("delivered"))
+            sent, delivered = row["sent"] or 0, row["delivered"] or 0
             while len(crossed) < 5 and sent >= marks[len(crossed)]:
                 crossed.append(time.perf_counter() - started)
             if len(crossed) == 5 and (

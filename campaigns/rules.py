@@ -115,6 +115,7 @@ class LeftReason:
 LEFT_REASONS: Sequence[LeftReason] = (
     LeftReason("bad_phone", "Never notified: bad phone", "field_visit", "Field visit (no phone to reach)"),
     LeftReason("no_purchase", "Notified, no purchase", "push", "Send the codes without a purchase"),
+    LeftReason("pushed", "Codes sent by SMS, not delivered yet", "reminder", "Send a reminder (*977# gives the codes)"),
     LeftReason("not_typed", "Codes issued, not typed", "reminder", "Send a reminder"),
     LeftReason("rejected", "Reported a rejection", "field_visit", "Field visit (care case)"),
     LeftReason("non_compliant", "Non-compliant, awaiting a field visit", "field_visit", "Field visit"),
@@ -132,7 +133,10 @@ def left_reason_q(key: str) -> Q:
             batch__status__in=[BatchStatus.OPEN, BatchStatus.CLOSED],
         )
     if key == "no_purchase":
-        return Q(state=State.NOTIFIED)
+        return Q(state=State.NOTIFIED, codes_pushed_at__isnull=True)
+    if key == "pushed":
+        # A codes push counts as issued on delivery (campaigns.services.pushed_codes_delivered).
+        return Q(state=State.NOTIFIED, codes_pushed_at__isnull=False)
     if key == "not_typed":
         return Q(state=State.CODES_ISSUED, inferred_at__isnull=True)
     if key == "rejected":

@@ -250,8 +250,12 @@ def invariants_check(
     violations["dashboard_funnel_vs_truth"] = sum(abs(int(a) - int(b or 0)) for a, b in funnel_diff.values())
     details["funnel"] = {"dashboard": funnel, "truth": truth}
     on_new_key = sum(1 for c in customers if c.meter is not None and c.meter.krn == new_krn)
-    compliant_with_codes = sum(1 for c in customers if c.got_codes and not c.non_compliant)
+    # Every customer who got the codes and could type them is on the new key; one whose only copy
+    # was a pushed SMS left unread is rightly "codes issued, not typed" (who-is-left says so).
+    unread = sum(1 for c in customers if c.got_codes and c.codes_unread and not c.non_compliant)
+    compliant_with_codes = sum(1 for c in customers if c.got_codes and not c.non_compliant) - unread
     details["virtual_meters_on_new_key"] = on_new_key
+    details["codes_delivered_unread"] = unread
     violations["virtual_meters_vs_codes_issued"] = abs(on_new_key - compliant_with_codes) + abs(
         funnel.get("codes_issued", 0) - sum(1 for c in customers if c.got_codes)
     )

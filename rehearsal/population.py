@@ -130,6 +130,9 @@ class Customer:
     notices: int = 0
     reminders: int = 0
     got_codes: bool = False
+    # The codes reached the phone only in an SMS the customer never read (a codes push: no receipt
+    # to type them from): issued, rightly, yet not typed until the next purchase brings them again.
+    codes_unread: bool = False
     confirmed: bool = False
     reported_rejection: bool = False
     flagged: bool = False

@@ -526,6 +526,8 @@ class Simulation:
         meter = customer.meter
         assert meter is not None
         fresh_codes = [code for code in codes if code not in customer.typed]
+        if codes:
+            customer.codes_unread = False
         customer.note(
             f"{clock.now():%m-%d %H:%M} type codes {[c[-4:] for c in fresh_codes]} credit {credit and credit[-4:]} "
             f"(meter KRN {meter.krn})"
@@ -607,6 +609,8 @@ class Simulation:
         if codes:
             self._codes_seen(customer, codes)
         if customer.loses_sms:
+            if codes and credit is None and not set(codes) <= customer.typed:
+                customer.codes_unread = True
             return  # deleted unread: the overdue check sends the customer to *977#
         self._type(customer, codes, credit)
 

@@ -17,10 +17,12 @@ from kplc_sts.db import sql_value
 from kplc_sts.pgtuning import partition_storage_sql
 
 from .backends import SendResult
+from .events import codes_delivered
 from .models import DeliveryReport, Message, MessageLog, MessageTally
-from .tallies import tally_add
+from .tallies import TALLY_SHARD_SQL, tally_add
 
 Status = Message.Status
+Purpose = Message.Purpose
 _MESSAGES, _REPORTS, _TALLIES = Message._meta.db_table, DeliveryReport._meta.db_table, MessageTally._meta.db_table
 _LOG = MessageLog._meta.db_table
 
@@ -70,22 +72,25 @@ def report_receive(
                 report_values,
             )
             return 0
-        column = "delivered" if final == Status.DELIVERED else "failed"
-        finals = ["Success", "Failed", "Rejected"]
+    column = "delivered" if final == Status.DELIVERED else "failed"
+    finals = ["Success", "Failed", "Rejected"]
+    # One transaction with what campaigns does on a delivered codes SMS (`codes_delivered`).
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             f"WITH known AS (SELECT 1 FROM {_MESSAGES} WHERE provider_message_id = %s), "  # noqa: S608
             f"settled AS (UPDATE {_MESSAGES} SET status = %s, failure_reason = %s, delivered_at = %s "
-            "WHERE provider_message_id = %s AND status IN (%s, %s, %s) RETURNING batch_id), "
+            "WHERE provider_message_id = %s AND status IN (%s, %s, %s) RETURNING batch_id, purpose, meter_id), "
             f"report AS (INSERT INTO {_REPORTS} (provider_message_id, status, failure_reason, phone_number, "
             "network_code, retry_count, received_at, applied_at) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, CASE WHEN EXISTS (SELECT 1 FROM known) THEN %s::timestamptz END) "
             "ON CONFLICT (provider_message_id) DO UPDATE SET status = EXCLUDED.status, "
             "failure_reason = EXCLUDED.failure_reason, applied_at = EXCLUDED.applied_at "
             f"WHERE {_REPORTS}.status NOT IN (%s, %s, %s) RETURNING 1), "
-            f"tallied AS (INSERT INTO {_TALLIES} (batch_id, sent, delivered, failed) "
-            f"SELECT batch_id, 0, {int(column == 'delivered')}, {int(column == 'failed')} FROM settled "
-            f"WHERE batch_id IS NOT NULL ON CONFLICT (batch_id) DO UPDATE SET {column} = {_TALLIES}.{column} + 1 "
-            "RETURNING 1) SELECT COUNT(*) FROM settled",
+            f"tallied AS (INSERT INTO {_TALLIES} (batch_id, shard, sent, delivered, failed) "
+            f"SELECT batch_id, {TALLY_SHARD_SQL}, 0, {int(column == 'delivered')}, {int(column == 'failed')} "
+            "FROM settled WHERE batch_id IS NOT NULL "
+            f"ON CONFLICT (batch_id, shard) DO UPDATE SET {column} = {_TALLIES}.{column} + 1 "
+            "RETURNING 1) SELECT purpose, meter_id FROM settled",
             [
                 provider_message_id,
                 final,
@@ -100,7 +105,20 @@ def report_receive(
                 *finals,
             ],
         )
-        return int(cursor.fetchone()[0])
+        settled = cursor.fetchall()
+        _codes_delivered(
+            [meter_id for purpose, meter_id in settled if purpose == Purpose.CODES]
+            if final == Status.DELIVERED
+            else [],
+            now,
+        )
+        return len(settled)
+
+
+def _codes_delivered(meter_ids: Sequence[int | None], now: dt.datetime) -> None:
+    delivered = [meter_id for meter_id in meter_ids if meter_id is not None]
+    if delivered:
+        codes_delivered.send(sender=Message, meter_ids=delivered, at=now)
 
 
 def reports_apply(
@@ -120,10 +138,11 @@ def reports_apply(
             "status = CASE r.status WHEN %s THEN %s WHEN %s THEN %s ELSE %s END, "
             "failure_reason = CASE WHEN r.status = %s THEN '' ELSE r.failure_reason END, delivered_at = %s "
             "FROM r WHERE m.provider_message_id = r.provider_message_id AND m.status IN (%s, %s, %s) "
-            "RETURNING m.batch_id, m.status), "
+            "RETURNING m.batch_id, m.status, m.purpose, m.meter_id), "
             f"applied AS (UPDATE {_REPORTS} d SET applied_at = %s FROM r WHERE d.id = r.id RETURNING 1) "
-            "SELECT batch_id, status, COUNT(*) FROM settled GROUP BY batch_id, status "
-            "UNION ALL SELECT NULL, 'applied', COUNT(*) FROM applied",
+            "SELECT batch_id, status, COUNT(*), array_agg(meter_id) FILTER (WHERE purpose = %s) "
+            "FROM settled GROUP BY batch_id, status "
+            "UNION ALL SELECT NULL, 'applied', COUNT(*), NULL FROM applied",
             [
                 *statuses,
                 *([list(provider_message_ids)] if provider_message_ids is not None else []),
@@ -139,17 +158,23 @@ def reports_apply(
                 Status.SENT,
                 Status.QUEUED,
                 at,
+                Purpose.CODES,
             ],
         )
         rows = cursor.fetchall()
         applied = 0
-        for batch_id, status, count in sorted(rows, key=lambda row: (row[0] is None, row[0] or 0, row[1])):
+        delivered_codes: list[int | None] = []
+        for batch_id, status, count, codes_meters in sorted(
+            rows, key=lambda row: (row[0] is None, row[0] or 0, row[1])
+        ):
             if status == "applied":
                 applied = count
             elif status == Status.DELIVERED:
                 tally_add(batch_id, delivered=count)
+                delivered_codes.extend(codes_meters or [])
             else:
                 tally_add(batch_id, failed=count)
+        _codes_delivered(delivered_codes, now)
     return int(applied)
 
 

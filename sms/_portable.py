@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from kplc_sts.db import sql_value
 
 from .backends import SendResult
+from .events import codes_delivered
 from .models import DeliveryReport, Message, MessageLog
 from .tallies import tally_add
 
@@ -88,7 +89,7 @@ def reports_apply(
             message = (
                 Message.objects.select_for_update()
                 .filter(provider_message_id=report.provider_message_id)
-                .only("pk", "status", "batch_id")
+                .only("pk", "status", "batch_id", "purpose", "meter_id")
                 .first()
             )
             if message is None:
@@ -102,6 +103,8 @@ def reports_apply(
                 )
                 if final == Status.DELIVERED:
                     tally_add(message.batch_id, delivered=1)
+                    if message.purpose == Message.Purpose.CODES and message.meter_id is not None:
+                        codes_delivered.send(sender=Message, meter_ids=[message.meter_id], at=now)
                 else:
                     tally_add(message.batch_id, failed=1)
             DeliveryReport.objects.filter(pk=report.pk).update(applied_at=now)

@@ -196,12 +196,20 @@ class DeliveryReport(models.Model):
 
 class MessageTally(models.Model):
     """A batch's SMS (notices, and the codes SMS of its meters) accepted by the gateway, reported
-    delivered, and finally failed or rejected: counted by the outbox as it settles them."""
+    delivered, and finally failed or rejected: counted by the outbox as it settles them.
 
-    batch_id = models.BigIntegerField(unique=True)
+    A batch's tally is a few rows (`shard`, one per group of database connections, `sms.tallies`)
+    summed on read: every delivery report of a batch adds to its tally, and with one row per batch
+    the reports queued on that row's lock, each waiting out the previous one's commit."""
+
+    batch_id = models.BigIntegerField()
+    shard = models.PositiveSmallIntegerField(default=0)
     sent = models.PositiveIntegerField(default=0)
     delivered = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["batch_id", "shard"], name="sms_tally_batch_shard_uniq")]
 
     def __str__(self) -> str:
         return f"batch {self.batch_id}: {self.sent} sent, {self.delivered} delivered, {self.failed} failed"

@@ -36,10 +36,10 @@ class MeterFactory(factory.django.DjangoModelFactory):
 
 def sms_tally(batch: Any) -> tuple[int, int, int]:
     """(sent, delivered, failed) of a batch's SMS, from the outbox's tally."""
-    from sms.models import MessageTally
+    from sms.tallies import batch_tallies
 
-    tally = MessageTally.objects.filter(batch_id=batch.pk).first()
-    return (tally.sent, tally.delivered, tally.failed) if tally else (0, 0, 0)
+    tally = batch_tallies(batch_ids=[batch.pk])[batch.pk]
+    return (tally.sent, tally.delivered, tally.failed)
 
 
 def campaign_sms_tally(campaign: Any) -> tuple[int, int, int]:

@@ -2,8 +2,9 @@
 
 - `reminder_rule_save` / `reminders_send`: a campaign's reminder rule and the SMS it sends
   (through the outbox, `Message.Purpose.REMINDER`, never in quiet hours);
-- `enrollment_codes_push_claim`: an enrollment is taken, once, for a codes push
-  (`tokens.services.codes_push` makes and sends the codes);
+- `enrollment_codes_push_claim` / `pushed_codes_delivered`: an enrollment is taken, once, for a
+  codes push (`tokens.services.codes_push` makes and sends the codes), and its codes count as
+  issued when the SMS is reported delivered: a customer whose phone never got it has no codes;
 - `enrollment_new_key_purchase` / `updates_infer` / `meter_report_complaint`: a purchase under
   the new key after the codes is evidence of update once the grace period passes with no complaint
   (`ENDGAME_INFERENCE_GRACE_DAYS`); a later complaint takes the inference back.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
@@ -33,8 +35,10 @@ from ..models import Campaign, Enrollment, EnrollmentEvent, ReminderRule
 from ..selectors import enrollment_for_meter, reminder_rule_for, reminders_due
 from ..texts import TemplateError, reminder_render, validate_reminder_template
 from .counters import counters_add, counters_add_many
+from .enrollments import meter_mark_codes_issued
 
 logger = logging.getLogger(__name__)
+PUSH_DELIVERED_REASON = "codes sent by SMS without a purchase (codes push), reported delivered"
 State = Enrollment.State
 REMINDER_CHUNK = 1000
 
@@ -165,6 +169,31 @@ def enrollment_codes_push_claim(*, enrollment_id: int, at: dt.datetime) -> bool:
             state__in=sorted(rules.PUSH_STATES),
         ).update(codes_pushed_at=at)
     )
+
+
+def pushed_codes_delivered(*, meter_ids: Sequence[int], at: dt.datetime) -> int:
+    """The codes SMS of these meters was delivered: each pushed enrollment still without codes
+    has them issued at `at` (a vend, USSD or care may have issued them first: then nothing).
+    Called in the transaction that settled the SMS; returns how many enrollments moved."""
+    pending = list(
+        Enrollment.objects.filter(
+            meter_id__in=sorted(set(meter_ids)), codes_pushed_at__isnull=False, codes_issued_at__isnull=True
+        )
+        .select_related("meter", "campaign")
+        .order_by("pk")  # not the model's ordering, which joins (and would lock) batch and campaign
+    )
+    moved = 0
+    for enrollment in pending:
+        moved += meter_mark_codes_issued(
+            meter=enrollment.meter,
+            campaign=enrollment.campaign,
+            origin=Enrollment.Origin.BATCH,
+            actor_label="codes push (delivered)",
+            enrollment=enrollment,
+            reason=PUSH_DELIVERED_REASON,
+            at=at,
+        )
+    return moved
 
 
 # --- Evidence of update ----------------------------------------------------------------------------

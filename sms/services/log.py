@@ -26,6 +26,7 @@ from kplc_sts import clock
 from kplc_sts.db import by_vendor, sql_value
 
 from .. import _pg, _portable
+from ..events import codes_delivered
 from ..models import REPORT_FINAL_STATUS as REPORT_STATUS
 from ..models import DeliveryReport, Message, MessageLog
 from ..tallies import tally_add
@@ -95,9 +96,10 @@ def log_reports_apply(*, provider_message_ids: Sequence[str] | None = None, limi
             MessageLog.objects.select_for_update()
             .filter(provider_message_id__in=sorted(found))
             .order_by("pk")
-            .values_list("pk", "created_at", "provider_message_id", "status", "batch_id")
+            .values_list("pk", "created_at", "provider_message_id", "status", "batch_id", "purpose", "meter_id")
         )
-        for pk, created_at, pid, status, batch_id in logged:
+        codes_meters: list[int] = []
+        for pk, created_at, pid, status, batch_id, purpose, meter_id in logged:
             report_status, reason = found[str(pid)]
             final = REPORT_STATUS[report_status]
             if status == Status.SENT:
@@ -107,6 +109,10 @@ def log_reports_apply(*, provider_message_ids: Sequence[str] | None = None, limi
                 )
                 tally_add(batch_id, **({"delivered": 1} if final == Status.DELIVERED else {"failed": 1}))
                 settled += 1
+                if final == Status.DELIVERED and purpose == Message.Purpose.CODES and meter_id is not None:
+                    codes_meters.append(meter_id)
+        if codes_meters:
+            codes_delivered.send(sender=Message, meter_ids=codes_meters, at=now)
         if logged:
             DeliveryReport.objects.filter(
                 provider_message_id__in=[row[2] for row in logged], applied_at__isnull=True

@@ -24,7 +24,7 @@ from kplc_sts.db import by_vendor, sql_value
 
 from .. import _pg, _portable
 from ..backends import SendResult, get_backend
-from ..events import notices_abandoned, notices_sent
+from ..events import notices_out, notices_sent
 from ..models import Message
 from ..quiet import quiet_hours, quiet_hours_end
 from ..ratelimit import acquire_many
@@ -97,6 +97,8 @@ def messages_count_sent(*, ids: Sequence[int]) -> int:
         # last, just before the commit, so the reports do not wait out the enrollments' bookkeeping.
         for batch_id, count in sorted(per_batch.items()):
             tally_add(batch_id, sent=count)
+    if notices:
+        notices_out.send(sender=Message, batch_ids=sorted(notices))
     return len(rows)
 
 
@@ -144,7 +146,7 @@ def message_record_failure(*, message: Message, result: SendResult, now: dt.date
     # After that commit, so that of two workers ending a batch's last notices at once, the later
     # one sees the other's outcome and opens the batch.
     if ended and message.purpose == Purpose.NOTICE and message.batch_id is not None:
-        notices_abandoned.send(sender=Message, batch_ids=[message.batch_id])
+        notices_out.send(sender=Message, batch_ids=[message.batch_id])
     return final
 
 

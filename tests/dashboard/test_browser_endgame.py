@@ -10,8 +10,10 @@ import pytest
 from audit.models import AuditEvent
 from campaigns.models import Enrollment, ReminderRule
 from campaigns.services import batch_schedule, notices_sent
+from dashboard.services import left_cache_clear
 from kplc_sts import clock
 from sms.models import Message
+from sms.services import delivery_report_receive, messages_send
 from tests.browser import chromium_page
 from tests.conftest import STAFF_PASSWORD
 from tests.vending.factories import load_vending_keys
@@ -65,10 +67,21 @@ def test_manager_finds_who_is_left_and_pushes_the_codes_after_seeing_count_and_c
     page.wait_for_url(re.compile(r"/left/$"))
     assert "Update codes sent by SMS to 3 meters (KES 2.40)" in page.inner_text(".messages")
     assert page.locator("#reason-table tr[data-reason='no_purchase'] [data-col=count]").inner_text() == "0"
-    assert page.locator("#reason-table tr[data-reason='not_typed'] [data-col=count]").inner_text() == "3"
-    assert Message.objects.filter(purpose=Message.Purpose.CODES, meter__in=meters).count() == 3
-    assert set(Enrollment.objects.values_list("state", flat=True)) == {Enrollment.State.CODES_ISSUED}
+    # Sent, not yet delivered: the codes count as issued only when the SMS arrives.
+    assert page.locator("#reason-table tr[data-reason='pushed'] [data-col=count]").inner_text() == "3"
+    pushed = list(Message.objects.filter(purpose=Message.Purpose.CODES, meter__in=meters))
+    assert len(pushed) == 3
+    assert set(Enrollment.objects.values_list("state", flat=True)) == {Enrollment.State.NOTIFIED}
     assert AuditEvent.objects.get(action="campaign.codes_pushed").details["sent"] == 3
+
+    messages_send(ids=[message.pk for message in pushed], queue="sms_notices")
+    for message in Message.objects.filter(pk__in=[message.pk for message in pushed]):
+        delivery_report_receive(provider_message_id=message.provider_message_id, status="Success")
+    left_cache_clear(campaign=campaign)  # as LEFT_CACHE_SECONDS passing would
+    page.reload()
+    assert page.locator("#reason-table tr[data-reason='pushed'] [data-col=count]").inner_text() == "0"
+    assert page.locator("#reason-table tr[data-reason='not_typed'] [data-col=count]").inner_text() == "3"
+    assert set(Enrollment.objects.values_list("state", flat=True)) == {Enrollment.State.CODES_ISSUED}
 
     # The same selection again: the count says there is nothing left to send.
     page.goto(f"{live_server.url}/dashboard/campaigns/{campaign.pk}/push/?notified_days=0")

@@ -46,7 +46,7 @@ def _recount_by_state(campaign: Campaign) -> dict[tuple[str, str], int]:
         if e.state == State.SCHEDULED and e.notified_at is None and e.batch.status in ("open", "closed"):
             key = "bad_phone"
         elif e.state == State.NOTIFIED:
-            key = "no_purchase"
+            key = "pushed" if e.codes_pushed_at is not None else "no_purchase"
         elif e.state == State.CODES_ISSUED and e.inferred_at is None:
             key = "not_typed"
         elif e.state == State.FAILED:

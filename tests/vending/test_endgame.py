@@ -26,6 +26,7 @@ from care.services import care_case_open
 from kplc_sts import clock
 from meters.models import Meter
 from sms.models import Message
+from sms.services import delivery_report_receive, messages_send
 from tests.vending.factories import SGC, virtual_meter
 from tokens.models import KeyChangeSet
 from tokens.services import codes_push, codes_push_preview
@@ -65,6 +66,14 @@ def _counters_exact(campaign: Campaign) -> None:
         assert live == batch_counters_recount(batch_id=batch.pk)
 
 
+def _sent_and_reported(message: Message, report: str) -> None:
+    """The outbox sends the message (the test backend accepts it) and its delivery report arrives."""
+    messages_send(ids=[message.pk], queue="sms_notices")
+    message.refresh_from_db()
+    assert message.provider_message_id
+    delivery_report_receive(provider_message_id=message.provider_message_id, status=report)
+
+
 def _tokens(response) -> list[str]:
     return [t["digits"] for t in response.json()["tokens"]]
 
@@ -92,9 +101,14 @@ def test_a_push_sends_the_same_codes_a_later_vend_returns_and_a_second_push_send
         body = pushed[meter.pk].body
         assert body == codes_only_render(meter_number=meter.meter_number, codes=list(key_change_set.codes))
         assert GROUPED.findall(body) == [format_token(code) for code in key_change_set.codes]
+        # Queued is not issued: the codes count once the SMS is reported delivered.
         enrollment = Enrollment.objects.get(meter=meter)
-        assert enrollment.state == Enrollment.State.CODES_ISSUED and enrollment.codes_pushed_at is not None
-        assert Meter.objects.get(pk=meter.pk).key_state == Meter.KeyState.CODES_ISSUED
+        assert enrollment.state == Enrollment.State.NOTIFIED and enrollment.codes_pushed_at is not None
+        assert Meter.objects.get(pk=meter.pk).key_state == Meter.KeyState.OLD_KEY
+    _sent_and_reported(pushed[meters[2].pk], "Success")
+    delivered = Enrollment.objects.get(meter=meters[2])
+    assert delivered.state == Enrollment.State.CODES_ISSUED and delivered.codes_issued_at is not None
+    assert Meter.objects.get(pk=meters[2].pk).key_state == Meter.KeyState.CODES_ISSUED
 
     # A second push of the same batch sends nothing new, and its preview says so first.
     assert codes_push_preview(campaign=campaign, batch=batch).count == 0
@@ -117,6 +131,28 @@ def test_a_push_sends_the_same_codes_a_later_vend_returns_and_a_second_push_send
     assert [(a.details["sent"], a.actor_id) for a in audits] == [(2, manager.pk), (0, manager.pk)]
     assert audits[0].details["cost_kes"] == "1.60"
     _counters_exact(campaign)
+
+
+def test_a_pushed_codes_sms_that_never_arrives_leaves_the_meter_without_codes(
+    campaign, vend, vending_keys, in_campaign, meter_factory, staff
+):
+    meters = [meter_factory() for _ in range(2)]
+    batch = _notified_batch(campaign, meters)
+    assert codes_push(campaign=campaign, batch=batch, actor=staff("Campaign manager")) == 2
+    pushed = {m.meter_id: m for m in Message.objects.filter(purpose=Message.Purpose.CODES, vend_id__isnull=True)}
+    _sent_and_reported(pushed[meters[0].pk], "Failed")
+    _sent_and_reported(pushed[meters[1].pk], "Success")
+    _sent_and_reported(pushed[meters[1].pk], "Success")  # the gateway repeats itself: counted once
+
+    states = {e.meter_id: e.state for e in Enrollment.objects.filter(campaign=campaign)}
+    assert states == {meters[0].pk: Enrollment.State.NOTIFIED, meters[1].pk: Enrollment.State.CODES_ISSUED}
+    campaign.refresh_from_db()
+    assert campaign.codes_issued == 1
+    _counters_exact(campaign)
+    # The customer whose SMS was lost still gets the codes at the next purchase.
+    bought = vend(meters[0], reference="after-failed-push")
+    assert bought.status_code == 201 and len(_tokens(bought)) == 3
+    assert Enrollment.objects.get(meter=meters[0]).state == Enrollment.State.CODES_ISSUED
 
 
 def test_a_push_by_notified_days_takes_only_those_notified_long_enough(

@@ -3,8 +3,12 @@
 The codes are the meter's key change set for the campaign (`key_change_set_issue`: made once,
 stored), so the SMS carries exactly what a later vend, USSD or care shows. Each meter is one short
 transaction (its TID counter locked first, as a vend does; the enrollment claimed once, the codes
-made and recorded as issued, the SMS written), so a vend never waits behind a whole push and a
-second push, or one racing it, sends nothing twice. The push is audited with its count and cost.
+made, the SMS written), so a vend never waits behind a whole push and a second push, or one racing
+it, sends nothing twice. The push is audited with its count and cost.
+
+A pushed meter's codes count as issued when the SMS is reported delivered
+(`campaigns.services.pushed_codes_delivered`), not when it is queued: the other channels hand the
+codes to the customer there and then (receipt, screen), an SMS only if it arrives.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from django.db import transaction
 
 from audit.services import audit_record
 from campaigns import services as campaigns
-from campaigns.models import Batch, Campaign, Enrollment
+from campaigns.models import Batch, Campaign
 from campaigns.selectors import push_candidates
 from campaigns.texts import codes_only_render
 from kplc_sts import clock
@@ -29,11 +33,11 @@ from sms.services import messages_queue_many
 
 from .. import errors
 from ..keys import MeterKey
+from ..sts import pan_from_meter_number
 from ..tids import tid_counter_lock
-from .key_change import key_change_set_issue
+from .key_change import key_change_set_under_lock
 
 logger = logging.getLogger(__name__)
-PUSH_REASON = "codes sent by SMS without a purchase (codes push)"
 
 
 def sms_cost(count: int) -> Decimal:
@@ -59,14 +63,14 @@ def codes_push_preview(
     return PushPreview(count=count, cost=sms_cost(count), batch=batch, notified_days=notified_days)
 
 
-def _push_one(*, enrollment_id: int, meter: Meter, campaign: Campaign, batch_id: int, label: str) -> bool:
+def _push_one(*, enrollment_id: int, meter: Meter, campaign: Campaign, batch_id: int) -> bool:
     with transaction.atomic():
         # The counter first, as a vend locks it: a vend of this meter racing the push waits here.
         tid_counter_lock(meter=meter, key=MeterKey.campaign_target(meter, campaign))
         if not campaigns.enrollment_codes_push_claim(enrollment_id=enrollment_id, at=clock.now()):
             return False  # pushed already, or the meter got its codes since the selection
-        key_change_set = key_change_set_issue(
-            meter=meter, campaign=campaign, actor_label=label, origin=Enrollment.Origin.BATCH, reason=PUSH_REASON
+        key_change_set = key_change_set_under_lock(
+            meter=meter, campaign=campaign, pan=pan_from_meter_number(meter.meter_number)
         )
         messages_queue_many(
             rows=[
@@ -113,7 +117,6 @@ def codes_push(
                     meter=enrollment.meter,
                     campaign=campaign,
                     batch_id=enrollment.batch_id,
-                    label=label,
                 )
             except errors.VendError:
                 logger.warning("codes push: meter %s skipped, its codes cannot be made", enrollment.meter_id)
