@@ -606,7 +606,11 @@ class Simulation:
             codes, credit = tokens, None
         else:
             codes, credit = [], tokens[0]
-        if codes:
+        if codes and customer.phone_fate == "undelivered":
+            # The gateway reports this phone's SMS Failed: the codes never reached the customer (the
+            # copy is still checked against every other channel's).
+            customer.code_sets.append(tuple(codes))
+        elif codes:
             self._codes_seen(customer, codes)
         if customer.loses_sms:
             if codes and credit is None and not set(codes) <= customer.typed:
