@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,23 +33,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent.parent
-
-
-def _admin_sql(url: str, statement: str) -> None:
-    import psycopg2
-
-    parts = urllib.parse.urlparse(url)
-    conn = psycopg2.connect(host=parts.hostname, port=parts.port or 5432, user=parts.username, dbname="postgres")
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute(statement)
-    conn.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+sys.path.insert(0, str(HERE / "bench"))
+from campaign_bench import _admin_sql, _free_port  # noqa: E402  (the same scratch-database helpers)
 
 
 def _table_stats(cursor: Any, table: str) -> dict[str, Any]:
