@@ -241,9 +241,14 @@ class Stack:
     def _tail(process: Process, size: int = 3000) -> str:
         return process.log.read_text(errors="replace")[-size:]
 
-    def check_alive(self) -> list[str]:
-        """Names of processes that died on their own (a killed worker is restarted by the fault)."""
-        return [name for name, process in self.processes.items() if not process.alive]
+    def check_alive(self) -> dict[str, dict[str, object]]:
+        """The processes that died on their own (a killed worker is restarted by the fault), each
+        with its exit status and the end of its log, so a report says why."""
+        return {
+            name: {"exit_status": process.popen.returncode if process.popen else None, "log_tail": self._tail(process)}
+            for name, process in self.processes.items()
+            if not process.alive
+        }
 
     def stop(self) -> None:
         for process in reversed(list(self.processes.values())):

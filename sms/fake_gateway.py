@@ -148,6 +148,7 @@ class FakeAfricasTalking:
 
         self.server = Server((host, port), Handler)
         self._threads: list[threading.Thread] = []
+        self._stopped = False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -172,11 +173,21 @@ class FakeAfricasTalking:
             threading.Thread(target=self._post_reports, name=f"fake-at-dlr-{index}", daemon=True).start()
         self.server.serve_forever()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving and posting. Reports not yet posted are dropped, and this returns only once
+        no poster thread can post again (a report landing after a test's teardown began would
+        write to a database being flushed)."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.server.shutdown()
         self.server.server_close()
+        with self._reports.mutex:
+            self._reports.queue.clear()
         for _ in range(self.config.dlr_threads):
             self._reports.put(None)
+        for thread in self._threads:
+            thread.join(timeout)
 
     # --- behaviour ----------------------------------------------------------------------------
 
@@ -282,6 +293,8 @@ class FakeAfricasTalking:
             wait = due - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
+            if self._stopped:
+                continue  # dropped; the sentinel behind it ends the thread
             data = urllib.parse.urlencode(report).encode()
             # Read per report: tests point the callback at their live server after start().
             url = self.config.callback_url or ""

@@ -104,8 +104,11 @@ class Stack:
     # --- set-up ------------------------------------------------------------------------------------
 
     def build(self) -> None:
-        # fsync off: a throwaway cluster; streaming and replay do not depend on it.
-        self.primary.initdb({"fsync": "off", "synchronous_commit": "off"}).start()
+        # fsync off: a throwaway cluster; streaming and replay do not depend on it. synchronous_commit
+        # stays on, as in production: an asynchronous commit can sit in WAL buffers past
+        # pg_current_wal_lsn() (the write position) where the walsender does not see it, and then
+        # `caught_up` returns, and a paused replica stays, one commit short.
+        self.primary.initdb({"fsync": "off"}).start()
         self.primary.query(f"CREATE DATABASE {DB}")
         self.manage("migrate", "-v", "0")
         out = self.manage("shell", "-c", SEED % {"password": PASSWORD, "meter": meter_number(0)})

@@ -28,7 +28,7 @@ from campaigns.services import batch_schedule, batches_start_due, campaign_creat
 from sms.models import Message
 from sms.services import messages_sweep
 from tests.factories import campaign_sms_tally, sms_tally
-from tests.support import REDIS_URL, needs_postgres_and_redis, process_group_stop
+from tests.support import REDIS_URL, database_others_end, needs_postgres_and_redis, process_group_stop
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -140,16 +140,9 @@ def start_worker(gateway, broker, tmp_path):
 
     yield start
     for process in started:
-        if process.poll() is None:
-            process_group_stop(process)
-    # A worker's backend can outlive its process by a moment (a statement PostgreSQL is still running
-    # for it): the test database's flush then deadlocks with it. End those backends before the flush.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
-        )
-    connection.close()
+        process_group_stop(process)
+    gateway.stop()  # no report may land after this: the database is flushed next
+    database_others_end()
 
 
 def _wait_until_settled(batch: Batch, *, expected: int, timeout: float = 240) -> None:

@@ -219,7 +219,7 @@ class Command(BaseCommand):
             cpu["simulator"] = round(sum(os.times()[:2]) - own_before, 1)
             cpu["postgres_backends_alive"] = round(_postgres_backend_seconds(), 1)
             cpu["machine_busy"] = round(_machine_busy_seconds() - machine_before, 1)
-            died = [name for name in stack.check_alive()]
+            died = stack.check_alive()
             self._say("checking the invariants")
             dashboard = Dashboard(stack.web_port, manager.username, password)
             try:
