@@ -6,6 +6,14 @@ run the one accelerated clock without talking to each other.
 Faults act on these processes the way an outage would: a worker's whole process group is
 SIGKILLed (no warm shutdown, mid-send) and started again; Redis is shut down without saving (its
 queues, unacknowledged tasks and cache are lost) and started again on the same port.
+
+The stack supervises its processes as the deployment does (docker-compose `restart:
+unless-stopped`): one that exits on its own is started again and the exit is recorded with its
+status and the end of its log. A process that keeps dying (more than MAX_RESTARTS) is left down,
+and counts as died. Celery/kombu has a known race when the broker vanishes: a task finishing at
+that moment acks on a channel whose connection was just closed, and the worker exits with
+"Unrecoverable error: AttributeError ... 'hostname'". Production survives it by its restart
+policy; the rehearsal must too, and says when it happened.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +39,8 @@ from . import endpoints
 
 PYTHON = sys.executable
 QUEUES = "sms_codes,sms_notices,celery"
+MAX_RESTARTS = 3  # per process: past this it is crash-looping, not recovering
+WATCH_SECONDS = 1.0
 
 
 def free_port() -> int:
@@ -49,6 +60,8 @@ class Process:
     log: Path
     popen: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    held: bool = False  # down on purpose (a fault), not to be restarted by the supervisor
+    restarts: int = 0
 
     @property
     def alive(self) -> bool:
@@ -95,6 +108,11 @@ class Stack:
         else:
             self.broker_url = self.cache_url = config.redis_url
         self.events: list[dict[str, object]] = []
+        # Exits the supervisor saw (and restarted, up to MAX_RESTARTS each).
+        self.exits: list[dict[str, object]] = []
+        self._lock = threading.Lock()
+        self._watching = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     # --- environment -----------------------------------------------------------------------------
 
@@ -241,16 +259,49 @@ class Stack:
     def _tail(process: Process, size: int = 3000) -> str:
         return process.log.read_text(errors="replace")[-size:]
 
+    def supervise(self) -> None:
+        """Restart, from a thread, whatever exits on its own from now until stop()."""
+        self._watching.set()
+        self._watcher = threading.Thread(target=self._watch, name="rehearsal-supervisor", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while self._watching.is_set():
+            with self._lock:
+                for process in self.processes.values():
+                    if process.alive or process.held or process.restarts >= MAX_RESTARTS:
+                        continue
+                    assert process.popen is not None
+                    self.exits.append(
+                        {
+                            "process": process.name,
+                            "exit_status": process.popen.returncode,
+                            "wall": time.time(),
+                            "log_tail": self._tail(process),
+                        }
+                    )
+                    process.restarts += 1
+                    self._spawn(process)
+            time.sleep(WATCH_SECONDS)
+
     def check_alive(self) -> dict[str, dict[str, object]]:
-        """The processes that died on their own (a killed worker is restarted by the fault), each
-        with its exit status and the end of its log, so a report says why."""
-        return {
-            name: {"exit_status": process.popen.returncode if process.popen else None, "log_tail": self._tail(process)}
-            for name, process in self.processes.items()
-            if not process.alive
-        }
+        """The processes that are down at the end (died on their own more often than the supervisor
+        restarts, or died with no supervisor), each with its exit status and the end of its log."""
+        with self._lock:
+            return {
+                name: {
+                    "exit_status": process.popen.returncode if process.popen else None,
+                    "restarts": process.restarts,
+                    "log_tail": self._tail(process),
+                }
+                for name, process in self.processes.items()
+                if not process.alive
+            }
 
     def stop(self) -> None:
+        self._watching.clear()
+        if self._watcher is not None:
+            self._watcher.join()
         for process in reversed(list(self.processes.values())):
             self._signal(process, signal.SIGTERM)
         deadline = time.monotonic() + 20
@@ -321,13 +372,18 @@ class Stack:
 
     def kill_worker(self, index: int = 0) -> None:
         process = self.processes[f"worker-{index}"]
-        self._signal(process, signal.SIGKILL)
-        if process.popen is not None:
-            process.popen.wait()
+        with self._lock:
+            process.held = True
+            self._signal(process, signal.SIGKILL)
+            if process.popen is not None:
+                process.popen.wait()
         self.events.append({"fault": "worker_killed", "worker": index, "wall": time.time()})
 
     def restart_worker(self, index: int = 0) -> None:
-        self._spawn(self.processes[f"worker-{index}"])
+        process = self.processes[f"worker-{index}"]
+        with self._lock:
+            self._spawn(process)
+            process.held = False
         self.events.append({"fault": "worker_restarted", "worker": index, "wall": time.time()})
 
     def restart_redis(self, down_seconds: float = 3.0) -> None:

@@ -187,6 +187,7 @@ class Command(BaseCommand):
         with stack:
             stack.start()
             stack.wait_ready()
+            stack.supervise()
             self._clock_set(start, wall_start, speed)
             waited = max(wall_start - time.time(), 0.0)
             time.sleep(waited)
@@ -293,6 +294,8 @@ class Command(BaseCommand):
             "gateway": gateway_stats,
             "faults": simulation.faults,
             "processes_died": died,
+            # Exits the supervisor restarted, as the deployment's restart policy would (rehearsal/stack.py).
+            "process_exits": stack.exits,
             "capacity_at_kplc": capacity_at_kplc(simulation, rows),
             "details": details,
             "errors": simulation.errors,
@@ -302,6 +305,10 @@ class Command(BaseCommand):
         for name, count in violations.items():
             style = self.style.SUCCESS if count == 0 else self.style.ERROR
             self.stdout.write(style(f"  {name}: {count}"))
+        for ended in stack.exits:
+            last_line = (str(ended["log_tail"]).strip().splitlines() or [""])[-1]
+            said = f"  restarted {ended['process']} (exit status {ended['exit_status']}): {last_line}"
+            self.stdout.write(self.style.WARNING(said))
         kplc = report["capacity_at_kplc"]
         self.stdout.write(
             f"{total_vends:,} vends ({report['totals']['vends_per_wall_second']}/s wall, p99 "
