@@ -55,10 +55,13 @@ def report_receive(
     retry_count: int | None,
     final: str | None,
     now: dt.datetime,
-) -> int:
+) -> bool:
     """The whole report in one statement: store it (idempotent on the provider id), settle its
-    message if the id is known, count it in the batch's tally. Returns the outbox messages it
-    settled (0: not in the outbox, or settled already; the caller then looks in the log)."""
+    message if the id is known, count it in the batch's tally. Returns whether the caller must
+    look in the log: a final report that settled nothing in the outbox, for a message that was
+    there when the statement began (moved by the mover meanwhile, or settled already) or that the
+    log holds unsettled. A report for a message nowhere yet (it beat the worker's commit of the
+    provider id) needs no second look: it waits, unapplied, for the worker or the sweep."""
     at = sql_value(now)
     report_values = [provider_message_id, status, failure_reason, phone_number, network_code, retry_count, at]
     with connection.cursor() as cursor:
@@ -71,7 +74,7 @@ def report_receive(
                 "ON CONFLICT (provider_message_id) DO NOTHING",
                 report_values,
             )
-            return 0
+            return False
     column = "delivered" if final == Status.DELIVERED else "failed"
     finals = ["Success", "Failed", "Rejected"]
     # One transaction with what campaigns does on a delivered codes SMS (`codes_delivered`).
@@ -90,7 +93,10 @@ def report_receive(
             f"SELECT batch_id, {TALLY_SHARD_SQL}, 0, {int(column == 'delivered')}, {int(column == 'failed')} "
             "FROM settled WHERE batch_id IS NOT NULL "
             f"ON CONFLICT (batch_id, shard) DO UPDATE SET {column} = {_TALLIES}.{column} + 1 "
-            "RETURNING 1) SELECT purpose, meter_id FROM settled",
+            "RETURNING 1) "
+            "SELECT purpose, meter_id, NULL FROM settled UNION ALL "
+            "SELECT NULL, NULL, NOT EXISTS (SELECT 1 FROM settled) AND CASE WHEN EXISTS (SELECT 1 FROM known) "
+            f"THEN true ELSE EXISTS (SELECT 1 FROM {_LOG} WHERE provider_message_id = %s AND status = %s) END",
             [
                 provider_message_id,
                 final,
@@ -103,16 +109,18 @@ def report_receive(
                 *report_values,
                 at,
                 *finals,
+                provider_message_id,
+                Status.SENT,
             ],
         )
-        settled = cursor.fetchall()
+        *settled, (_, _, look_in_log) = cursor.fetchall()
         _codes_delivered(
-            [meter_id for purpose, meter_id in settled if purpose == Purpose.CODES]
+            [meter_id for purpose, meter_id, _ in settled if purpose == Purpose.CODES]
             if final == Status.DELIVERED
             else [],
             now,
         )
-        return len(settled)
+        return bool(look_in_log)
 
 
 def _codes_delivered(meter_ids: Sequence[int | None], now: dt.datetime) -> None:

@@ -48,7 +48,7 @@ def report_receive(
     retry_count: int | None,
     final: str | None,
     now: dt.datetime,
-) -> int:
+) -> bool:
     values = {
         "status": status,
         "failure_reason": failure_reason,
@@ -74,7 +74,11 @@ def report_receive(
             now=now,
         )
     # One writer at a time here: a message in the outbox now is not in the log, and the other way round.
-    return int(final is not None and Message.objects.filter(provider_message_id=provider_message_id).exists())
+    return (
+        final is not None
+        and not Message.objects.filter(provider_message_id=provider_message_id).exists()
+        and MessageLog.objects.filter(provider_message_id=provider_message_id, status=Status.SENT).exists()
+    )
 
 
 def reports_apply(

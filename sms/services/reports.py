@@ -33,7 +33,7 @@ def delivery_report_receive(
     in the outbox, or, when the message has already moved to the log (a report later than
     SMS_LOG_UNREPORTED_SECONDS, or a race with the mover), there."""
     final = REPORT_STATUS.get(status[:16])
-    settled = statements.report_receive(
+    look_in_log = statements.report_receive(
         provider_message_id=provider_message_id[:64],
         status=status[:16],
         failure_reason=failure_reason[:64],
@@ -43,7 +43,7 @@ def delivery_report_receive(
         final=final,
         now=clock.now(),
     )
-    if final is not None and not settled:
+    if look_in_log:
         log_reports_apply(provider_message_ids=[provider_message_id[:64]])
 
 
