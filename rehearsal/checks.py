@@ -203,15 +203,24 @@ def invariants_check(
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT DISTINCT v.meter_id FROM {IssuedToken._meta.db_table} t
+            SELECT v.meter_id, b.id, max(v.created_at) FROM {IssuedToken._meta.db_table} t
             JOIN tokens_vend v ON v.id = t.vend_id
             JOIN {Enrollment._meta.db_table} e ON e.meter_id = v.meter_id AND e.campaign_id = %s
             JOIN {Batch._meta.db_table} b ON b.id = e.batch_id
             WHERE v.created_at >= b.scheduled_at AND b.status <> %s
+            GROUP BY v.meter_id, b.id
             """,  # noqa: S608 - table names from the models
             [campaign.pk, Batch.Status.CANCELLED],
         )
-        bought_after_open = [row[0] for row in cursor.fetchall()]
+        # Open from its scheduled time, but not before its enrollments were committed (the simulator
+        # saw batch_schedule return): a vend in between could not see them.
+        bought_after_open = sorted(
+            {
+                meter_id
+                for meter_id, batch_id, last_vend in cursor.fetchall()
+                if batch_id not in sim.batch_visible_at or last_vend >= sim.batch_visible_at[batch_id]
+            }
+        )
     stuck = [
         by_meter_id[m].meter_number
         for m in bought_after_open

@@ -202,6 +202,11 @@ class Simulation:
         self.gateway_messages = 0
         self.manager_scheduled = 0
         self.batches_scheduled = 0
+        # When each batch's enrollments became visible (batch_schedule returned, its transaction
+        # committed): they carry the time the transaction began, and on an accelerated clock a
+        # few wall seconds of a busy machine are hours. A vend before this could not see them.
+        self.batch_visible_at: dict[int, dt.datetime] = {}
+        self.schedule_wall_seconds: list[float] = []
         self.partner_retries = 0
         self.double_submits = 0
         self.faults: list[dict[str, Any]] = []
@@ -790,6 +795,7 @@ class Simulation:
             )
             if not preview["matched"]:
                 continue
+            began = time.monotonic()
             batch = campaigns.batch_schedule(
                 campaign=self.campaign,
                 regions=[region],
@@ -798,6 +804,8 @@ class Simulation:
                 scheduled_at=scheduled_at,
                 actor=self.manager,
             )
+            self.batch_visible_at[batch.pk] = clock.now()
+            self.schedule_wall_seconds.append(time.monotonic() - began)
             room -= batch.enrolled
             slot += 1
             self.manager_scheduled += batch.enrolled

@@ -267,6 +267,8 @@ class Command(BaseCommand):
                 "play_seconds": round(play_seconds, 1),
                 "total_seconds": round(time.monotonic() - started, 1),
                 "boot_wait_seconds": round(waited, 1),
+                # Wall seconds each batch_schedule took: its enrollments are invisible for that long.
+                "batch_schedule_wall_seconds_max": round(max(simulation.schedule_wall_seconds, default=0.0), 2),
                 "load_average_before": [round(x, 2) for x in load_before],
                 "load_average_after": [round(x, 2) for x in os.getloadavg()],
                 "cpu_count": os.cpu_count(),
