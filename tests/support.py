@@ -39,18 +39,42 @@ def process_group_stop(process: subprocess.Popen[bytes] | subprocess.Popen[str],
     process_group_wait_gone(process.pid)
 
 
-def process_group_wait_gone(pgid: int, timeout: float = 10) -> None:
-    """Wait until the group is empty, SIGKILLing whatever is still in it after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
+def _group_members_alive(pgid: int) -> bool:
+    """Whether any process of the group is still running. A zombie does not count: it holds no
+    connection, and in a container whose init does not reap, it would never leave."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # no procfs: ask the kernel about the group as a whole
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
-            return
+            return False
+        return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its ")".
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def process_group_wait_gone(pgid: int, timeout: float = 10) -> None:
+    """Wait until no process of the group runs, SIGKILLing what is left after `timeout`."""
+    deadline = time.monotonic() + timeout
+    killed = False
+    while _group_members_alive(pgid):
         if time.monotonic() > deadline:
+            if killed:
+                raise AssertionError(f"process group {pgid} still running after SIGKILL")
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
-            deadline = time.monotonic() + timeout
+            killed, deadline = True, time.monotonic() + timeout
         time.sleep(0.05)
 
 
