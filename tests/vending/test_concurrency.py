@@ -19,7 +19,7 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.integration,
     pytest.mark.skipif(
-        settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
+        not settings.DATABASES["default"]["ENGINE"].endswith((".postgresql", ".pgbackend")),
         reason="row locks and blocking unique-index inserts need PostgreSQL (set DATABASE_URL; CI does)",
     ),
 ]

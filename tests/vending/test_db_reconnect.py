@@ -36,7 +36,9 @@ def terminate_other_backends() -> int:
         killer.autocommit = True
         with killer.cursor() as cursor:
             cursor.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                # With a timeout it returns once each backend has exited, as a restart ends them all before it
+                # serves again (without it, a request could reach a backend still dying).
+                "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
             return cursor.fetchone()[0]
