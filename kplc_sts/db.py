@@ -11,14 +11,16 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import logging
 import threading
 from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
-from django.db import connection, models
+from django.db import OperationalError, connection, models, transaction
 
 _forced = threading.local()
+logger = logging.getLogger(__name__)
 
 
 def is_postgres() -> bool:
@@ -45,6 +47,26 @@ class by_vendor:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pg if is_postgres() else self._portable, name)
+
+
+def table_analyze(model: type[models.Model]) -> None:
+    """Refresh the planner's statistics of the model's table (PostgreSQL and SQLite both know
+    ANALYZE). After a bulk insert the statistics still describe the table before it: a new batch's
+    2,000 to 100,000 enrollments are estimated at a handful of rows, and the notices' per-chunk
+    lookup by meter then scans the whole batch (20 ms a chunk of 100 instead of 0.3 ms, measured)."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {table}")
+        return
+    # ANALYZE waits for a VACUUM of the table (an anti-wraparound one is not cancelled for it): give
+    # up after a moment rather than hold the caller; autovacuum's own ANALYZE follows soon anyway.
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '2s'")
+            cursor.execute(f"ANALYZE {table}")
+    except OperationalError:
+        logger.warning("ANALYZE %s gave way to a vacuum of the table", table)
 
 
 def sql_value(value: Any) -> Any:

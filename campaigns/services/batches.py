@@ -18,7 +18,7 @@ from django.utils import timezone
 from audit.services import audit_record
 from kplc_sts import clock
 from kplc_sts.actors import actor_label as label_for
-from kplc_sts.db import sql_value
+from kplc_sts.db import sql_value, table_analyze
 from meters.models import Meter
 from sms import services as sms
 
@@ -141,6 +141,8 @@ def batch_schedule(
             day_load_before=load,
             capacity=campaign.daily_capacity,
         )
+        # The batch's enrollments are what the outbox's count-sent looks up by meter from now on.
+        transaction.on_commit(lambda: table_analyze(Enrollment))
     batch.refresh_from_db()
     return batch
 

@@ -105,3 +105,23 @@ def test_commands_print_stable_last_lines(db, meter_factory, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     batch = Batch.objects.get(campaign_id=campaign_id)
     assert last == f"batch {batch.pk}: 3 meters"
+
+
+def test_after_scheduling_the_planner_knows_the_new_batch(
+    campaign, meter_factory, now, django_capture_on_commit_callbacks
+):
+    # The outbox looks the batch's enrollments up by meter, a chunk at a time; with the statistics
+    # of the table before the batch, PostgreSQL estimated a handful of rows and scanned the batch.
+    from django.db import connection
+
+    meter_factory.create_batch(30)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        batch = batch_schedule(campaign=campaign, regions=[], sgcs=[], limit=30, scheduled_at=now)
+    assert len(callbacks) >= 1
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'campaigns_enrollment'::regclass")
+            assert cursor.fetchone()[0] == batch.enrolled == 30
+        else:
+            cursor.execute("SELECT stat FROM sqlite_stat1 WHERE tbl = 'campaigns_enrollment' LIMIT 1")
+            assert cursor.fetchone()[0].split()[0] == "30"
