@@ -75,17 +75,44 @@ def report_receive(
                 report_values,
             )
             return False
+    if final == Status.DELIVERED:
+        # Most delivered reports are for notices: nothing else to do, so the statement is its own
+        # transaction (autocommit: one round trip, not BEGIN, statement, COMMIT). A delivered codes
+        # SMS must commit with the campaign's bookkeeping: that statement leaves it alone and says
+        # so, and it is done again in a transaction with the bookkeeping.
+        settled, look_in_log, codes = _report_statement(report_values, final, failure_reason, at, spare_codes=True)
+        if not codes:
+            return look_in_log
+        with transaction.atomic():
+            settled, look_in_log, _ = _report_statement(report_values, final, failure_reason, at, spare_codes=False)
+            _codes_delivered([meter_id for purpose, meter_id in settled if purpose == Purpose.CODES], now)
+            return look_in_log
+    # A failure report settles the message and counts it; nothing else hangs on it.
+    return _report_statement(report_values, final, failure_reason, at, spare_codes=False)[1]
+
+
+def _report_statement(
+    report_values: list[Any], final: str, failure_reason: str, at: Any, *, spare_codes: bool
+) -> tuple[list[tuple[str, int | None]], bool, bool]:
+    """Store a final report, settle its message if the id is known, count it in the batch's tally,
+    in one statement. Returns the (purpose, meter_id) settled, whether the caller must look in the
+    log, and (with `spare_codes`) whether it did nothing because the message is a codes SMS."""
+    provider_message_id = report_values[0]
     column = "delivered" if final == Status.DELIVERED else "failed"
     finals = ["Success", "Failed", "Rejected"]
-    # One transaction with what campaigns does on a delivered codes SMS (`codes_delivered`).
-    with transaction.atomic(), connection.cursor() as cursor:
+    spare = "AND NOT EXISTS (SELECT 1 FROM codes)" if spare_codes else ""
+    where_spare = "WHERE NOT EXISTS (SELECT 1 FROM codes)" if spare_codes else ""
+    with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH known AS (SELECT 1 FROM {_MESSAGES} WHERE provider_message_id = %s), "  # noqa: S608
+            f"WITH codes AS (SELECT 1 FROM {_MESSAGES} WHERE provider_message_id = %s AND purpose = %s AND %s), "  # noqa: S608
+            f"known AS (SELECT 1 FROM {_MESSAGES} WHERE provider_message_id = %s), "
             f"settled AS (UPDATE {_MESSAGES} SET status = %s, failure_reason = %s, delivered_at = %s "
-            "WHERE provider_message_id = %s AND status IN (%s, %s, %s) RETURNING batch_id, purpose, meter_id), "
+            f"WHERE provider_message_id = %s AND status IN (%s, %s, %s) {spare} "
+            "RETURNING batch_id, purpose, meter_id), "
             f"report AS (INSERT INTO {_REPORTS} (provider_message_id, status, failure_reason, phone_number, "
             "network_code, retry_count, received_at, applied_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, CASE WHEN EXISTS (SELECT 1 FROM known) THEN %s::timestamptz END) "
+            "SELECT %s, %s, %s, %s, %s, %s::smallint, %s::timestamptz, "
+            f"CASE WHEN EXISTS (SELECT 1 FROM known) THEN %s::timestamptz END {where_spare} "
             "ON CONFLICT (provider_message_id) DO UPDATE SET status = EXCLUDED.status, "
             "failure_reason = EXCLUDED.failure_reason, applied_at = EXCLUDED.applied_at "
             f"WHERE {_REPORTS}.status NOT IN (%s, %s, %s) RETURNING 1), "
@@ -94,10 +121,14 @@ def report_receive(
             "FROM settled WHERE batch_id IS NOT NULL "
             f"ON CONFLICT (batch_id, shard) DO UPDATE SET {column} = {_TALLIES}.{column} + 1 "
             "RETURNING 1) "
-            "SELECT purpose, meter_id, NULL FROM settled UNION ALL "
+            "SELECT purpose, meter_id, NULL, NULL FROM settled UNION ALL "
             "SELECT NULL, NULL, NOT EXISTS (SELECT 1 FROM settled) AND CASE WHEN EXISTS (SELECT 1 FROM known) "
-            f"THEN true ELSE EXISTS (SELECT 1 FROM {_LOG} WHERE provider_message_id = %s AND status = %s) END",
+            f"THEN true ELSE EXISTS (SELECT 1 FROM {_LOG} WHERE provider_message_id = %s AND status = %s) END, "
+            "EXISTS (SELECT 1 FROM codes)",
             [
+                provider_message_id,
+                Purpose.CODES,
+                spare_codes,
                 provider_message_id,
                 final,
                 "" if final == Status.DELIVERED else failure_reason,
@@ -113,14 +144,8 @@ def report_receive(
                 Status.SENT,
             ],
         )
-        *settled, (_, _, look_in_log) = cursor.fetchall()
-        _codes_delivered(
-            [meter_id for purpose, meter_id, _ in settled if purpose == Purpose.CODES]
-            if final == Status.DELIVERED
-            else [],
-            now,
-        )
-        return bool(look_in_log)
+        *settled, (_, _, look_in_log, codes) = cursor.fetchall()
+    return [(purpose, meter_id) for purpose, meter_id, _, _ in settled], bool(look_in_log), bool(codes)
 
 
 def _codes_delivered(meter_ids: Sequence[int | None], now: dt.datetime) -> None:

@@ -297,3 +297,38 @@ def test_a_report_that_beats_the_worker_costs_one_statement_and_waits(sent_notic
     messages_sweep()
     sent_notice.refresh_from_db()
     assert sent_notice.status == "delivered"
+
+
+def test_a_delivered_notice_is_one_statement_outside_any_transaction(sent_notice):
+    # Its own transaction (autocommit): no BEGIN/COMMIT round trips around it. Under the test's
+    # wrapping transaction Django would open a savepoint for an atomic block: there is none.
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement report is PostgreSQL's; SQLite takes the portable path")
+    with CaptureQueriesContext(connection) as captured:
+        delivery_report_receive(provider_message_id=sent_notice.provider_message_id, status="Success")
+    assert [q["sql"] for q in captured.captured_queries if q["sql"].startswith("SAVEPOINT")] == []
+    assert len(captured.captured_queries) == 1
+    sent_notice.refresh_from_db()
+    assert sent_notice.status == "delivered"
+    assert sms_tally_of(sent_notice.batch_id) == (1, 1, 0)
+    assert DeliveryReport.objects.get(provider_message_id=sent_notice.provider_message_id).applied_at is not None
+
+
+def test_a_delivered_codes_sms_settles_once_in_a_transaction_with_its_bookkeeping(sent_notice):
+    # The first statement spares a codes SMS (it must commit with the campaign's bookkeeping) and
+    # says so; the second, in a transaction, settles it: one report row, one tally count.
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement report is PostgreSQL's; SQLite takes the portable path")
+    Message.objects.filter(pk=sent_notice.pk).update(purpose=Message.Purpose.CODES)
+    with CaptureQueriesContext(connection) as captured:
+        delivery_report_receive(provider_message_id=sent_notice.provider_message_id, status="Success")
+    statements = [q["sql"] for q in captured.captured_queries]
+    assert statements[1].startswith("SAVEPOINT"), statements  # the atomic block, inside the test's transaction
+    assert len([sql for sql in statements if sql.startswith("WITH codes")]) == 2
+    sent_notice.refresh_from_db()
+    assert sent_notice.status == "delivered"
+    assert sms_tally_of(sent_notice.batch_id) == (1, 1, 0)
+    assert DeliveryReport.objects.filter(provider_message_id=sent_notice.provider_message_id).count() == 1
+    # The same report again changes nothing.
+    delivery_report_receive(provider_message_id=sent_notice.provider_message_id, status="Success")
+    assert sms_tally_of(sent_notice.batch_id) == (1, 1, 0)
