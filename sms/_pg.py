@@ -8,11 +8,14 @@ trip where the portable twin takes a few statements per row.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from django.db import connection, transaction
 
+from kplc_sts import partitions
 from kplc_sts.db import sql_value
 from kplc_sts.pgtuning import partition_storage_sql
 
@@ -25,6 +28,8 @@ Status = Message.Status
 Purpose = Message.Purpose
 _MESSAGES, _REPORTS, _TALLIES = Message._meta.db_table, DeliveryReport._meta.db_table, MessageTally._meta.db_table
 _LOG = MessageLog._meta.db_table
+# A monthly partition's name, as log_partitions_ensure makes it (the DEFAULT one does not match).
+_LOG_MONTH = re.compile(rf"^{_LOG}_(?P<year>\d{{4}})(?P<month>\d{{2}})$")
 
 
 def messages_mark_sent(*, accepted: Sequence[tuple[int, SendResult]], now: dt.datetime) -> list[int]:
@@ -268,3 +273,33 @@ def log_partitions() -> list[str]:
             [_LOG, f"{_LOG}_default"],
         )
         return [row[0] for row in cursor.fetchall()]
+
+
+def log_partition_months() -> dict[str, dt.datetime]:
+    """The log's monthly partitions, oldest first: name -> the (UTC) month it holds. Never the
+    DEFAULT partition, which holds no one month."""
+    found = {}
+    for name in log_partitions():
+        month = _LOG_MONTH.match(name)
+        if month is not None:
+            found[name] = dt.datetime(int(month["year"]), int(month["month"]), 1, tzinfo=dt.UTC)
+    return found
+
+
+def log_partition_count(*, name: str) -> int:
+    with connection.cursor() as cursor:
+        return partitions.partition_count(cursor, name)
+
+
+def log_partition_export(*, name: str, path: Path) -> tuple[int, str]:
+    """Export the partition to `path` (gzip CSV) under a SHARE lock and prove the file; returns
+    (rows, sha256). Run inside the transaction that drops it."""
+    with connection.cursor() as cursor:
+        return partitions.partition_export(cursor, name, path)
+
+
+def log_partition_drop(*, name: str) -> None:
+    """Detach the partition from the log and drop it (gives up after a short lock_timeout rather
+    than queue the mover behind it)."""
+    with connection.cursor() as cursor:
+        partitions.partition_detach_drop(cursor, _LOG, name)

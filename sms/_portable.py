@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from django.db import connection, transaction
@@ -145,3 +146,27 @@ def log_partitions_ensure(*, first: dt.datetime, months: int) -> list[str]:
 
 def log_partitions() -> list[str]:
     return []
+
+
+# A plain table has no monthly partitions, so nothing is ever due for the archive; the three below
+# are never reached and answer a name as PostgreSQL would answer a partition that does not exist.
+
+
+def log_partition_months() -> dict[str, dt.datetime]:
+    return {}
+
+
+def _no_partition(name: str) -> LookupError:
+    return LookupError(f"{name}: the SMS log is a plain table on this database, it has no partitions")
+
+
+def log_partition_count(*, name: str) -> int:
+    raise _no_partition(name)
+
+
+def log_partition_export(*, name: str, path: Path) -> tuple[int, str]:
+    raise _no_partition(name)
+
+
+def log_partition_drop(*, name: str) -> None:
+    raise _no_partition(name)

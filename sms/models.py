@@ -129,7 +129,8 @@ class MessageLog(MessageFields):
     On PostgreSQL a table partitioned by month of `created_at` (primary key (id, created_at)),
     partitions made ahead by `sms.services.log_partitions_ensure` (beat and `manage.py
     sms_log_partitions`); elsewhere a plain table. Written once; a late delivery report may update
-    a `sent` row to its final status. Read through `sms.selectors` together with the outbox.
+    a `sent` row to its final status. Read through `sms.selectors` together with the outbox. Months
+    past SMS_LOG_MONTHS are archived to files and dropped (`sms.services.log_partitions_archive`).
     """
 
     # Copied from the outbox row: not an auto id.

@@ -259,9 +259,10 @@ class VendReference(models.Model):
 
 
 class ArchiveRecord(models.Model):
-    """A history partition exported to a gzip CSV file before it was detached and dropped: the
-    file, its row count (checked against the partition and against a re-read of the file) and its
-    SHA-256, so the file can be proven complete and untouched for the retention years."""
+    """A history partition (vend history, or the SMS log: `table` says which) exported to a gzip CSV
+    file before it was detached and dropped: the file, its row count (checked against the partition
+    and against a re-read of the file) and its SHA-256, so the file can be proven complete and
+    untouched for the retention years."""
 
     table = models.CharField(max_length=63, help_text="The partitioned table (tokens_vend, ...)")
     partition = models.CharField(max_length=63, unique=True)

@@ -8,6 +8,9 @@ tax returns, so an archived file is exactly one month's sales.
 Every table has a DEFAULT partition: a row whose month has no partition yet (a clock far ahead in a
 rehearsal, a test at a fixed date) is never refused. `partition_create` moves such rows out of the
 default into the month's new partition, so creating partitions is always possible and idempotent.
+
+Archiving a partition (export, proof, detach and drop) is not specific to these tables: it is in
+`kplc_sts.partitions`, shared with the SMS log.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from kplc_sts.pgtuning import partition_storage_sql
@@ -123,29 +126,3 @@ def partition_create(cursor: Any, table: HistoryTable, month: dt.datetime) -> bo
 
 def default_create(cursor: Any, table: HistoryTable) -> None:
     cursor.execute(f"CREATE TABLE IF NOT EXISTS {table.table}_default PARTITION OF {table.table} DEFAULT")
-
-
-def partition_count(cursor: Any, name: str) -> int:
-    cursor.execute(f"SELECT count(*) FROM {name}")  # noqa: S608 - our partition names, never input
-    return int(cursor.fetchone()[0])
-
-
-def partition_lock_shared(cursor: Any, name: str) -> None:
-    """Hold off writers to the partition until the transaction ends; readers carry on."""
-    cursor.execute(f"LOCK TABLE {name} IN SHARE MODE")
-
-
-def partition_copy_csv(cursor: Any, name: str, out: IO[str]) -> None:
-    """The partition's rows, in id order, as CSV with a header line, through psycopg2's COPY."""
-    cursor.copy_expert(f"COPY (SELECT * FROM {name} ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER)", out)  # noqa: S608
-
-
-def partition_detach_drop(cursor: Any, table: HistoryTable, name: str, *, lock_timeout: str) -> None:
-    """Detach and drop the partition. DETACH takes a brief exclusive lock on the parent (not
-    CONCURRENTLY: that is refused while a default partition exists); `lock_timeout` makes it give up
-    rather than queue vends behind it."""
-    # Deferred foreign-key checks of rows written earlier in this transaction would block the DROP.
-    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-    cursor.execute(f"SET LOCAL lock_timeout = '{lock_timeout}'")
-    cursor.execute(f"ALTER TABLE {table.table} DETACH PARTITION {name}")
-    cursor.execute(f"DROP TABLE {name}")

@@ -1,4 +1,5 @@
-"""Periodic vend history jobs (Celery beat): partitions ahead, compaction, archive."""
+"""Periodic vend history jobs (Celery beat): partitions ahead, compaction, archive (of the vend
+history and of the SMS log)."""
 
 from __future__ import annotations
 
@@ -19,4 +20,4 @@ def vend_bodies_compact_task() -> int:
 
 @shared_task(name="tokens.archive_partitions", ignore_result=True)
 def archive_partitions_task() -> int:
-    return len(history.partitions_archive())
+    return len(history.partitions_archive_all())

@@ -241,6 +241,17 @@ SMS_LOG_MOVE_EVERY_SECONDS = env.float("SMS_LOG_MOVE_EVERY_SECONDS", default=15)
 SMS_LOG_MOVE_CHUNK = env.int("SMS_LOG_MOVE_CHUNK", default=5000)
 SMS_LOG_MOVE_TIME_BUDGET = env.float("SMS_LOG_MOVE_TIME_BUDGET", default=30)  # wall seconds per pass
 SMS_LOG_PARTITIONS_AHEAD = env.int("SMS_LOG_PARTITIONS_AHEAD", default=3)  # months made ahead (PostgreSQL)
+# Months of SMS log kept in PostgreSQL (UTC months, the current one included): phone numbers and
+# message texts are personal data (Data Protection Act 2019: no longer than needed). 13 lets care
+# answer "did I get the SMS" for a year and a month; older monthly partitions are exported to
+# ARCHIVE_DIR and dropped by `archive_partitions` (docs/partitioning.md, "SMS log").
+SMS_LOG_MONTHS = env.int("SMS_LOG_MONTHS", default=13)
+if SMS_LOG_MONTHS < 2:
+    raise ValueError("SMS_LOG_MONTHS >= 2: last month stays whole while its late reports and disputes come in")
+# A message reaches the log at most SMS_LOG_UNREPORTED_SECONDS after it was sent; its month must
+# still have its partition then (else it would land in the DEFAULT one, which is never archived).
+if (SMS_LOG_MONTHS - 1) * 28 * 86400 <= SMS_LOG_UNREPORTED_SECONDS:
+    raise ValueError("SMS_LOG_MONTHS must outlast SMS_LOG_UNREPORTED_SECONDS")
 SMS_CODES_QUEUE = "sms_codes"
 SMS_NOTICE_QUEUE = "sms_notices"
 # Quiet hours, Africa/Nairobi (sms/quiet.py): reminders are never sent from START to END ("HH:MM").
@@ -282,7 +293,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "campaigns-send-reminders": {"task": "campaigns.send_reminders", "schedule": 1800.0},
     "campaigns-infer-updates": {"task": "campaigns.infer_updates", "schedule": 3600.0},
     # Vend history (docs/partitioning.md): partitions ahead, bodies compacted after the replay window,
-    # months past retention archived. Each is idempotent; the hourly/daily spacing is slack, not need.
+    # months past retention archived (the SMS log's too). Each is idempotent; the hourly/daily
+    # spacing is slack, not need.
     "tokens-partitions-ensure": {"task": "tokens.partitions_ensure", "schedule": 3600.0},
     "tokens-vend-bodies-compact": {"task": "tokens.vend_bodies_compact", "schedule": 3600.0},
     "tokens-archive-partitions": {"task": "tokens.archive_partitions", "schedule": 86400.0},

@@ -8,7 +8,16 @@ PostgreSQL statements are in `sms._pg`, their portable twins in `sms._portable`.
 
 from __future__ import annotations
 
-from .log import log_partitions, log_partitions_ensure, log_reports_apply, messages_log_settled
+from .log import (
+    LogArchive,
+    log_archive_cutoff,
+    log_partitions,
+    log_partitions_archive,
+    log_partitions_due,
+    log_partitions_ensure,
+    log_reports_apply,
+    messages_log_settled,
+)
 from .outbox import (
     batches_with_notices_pending,
     message_dispatch,
@@ -27,10 +36,14 @@ from .sweep import messages_reconcile, messages_sweep
 
 __all__ = [
     "REPORT_STATUS",
+    "LogArchive",
     "batches_with_notices_pending",
     "delivery_report_receive",
     "delivery_reports_apply_pending",
+    "log_archive_cutoff",
     "log_partitions",
+    "log_partitions_archive",
+    "log_partitions_due",
     "log_partitions_ensure",
     "log_reports_apply",
     "message_dispatch",

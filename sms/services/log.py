@@ -8,8 +8,10 @@ chunk (PostgreSQL; one transaction elsewhere): a row is in the outbox or in the 
 never neither, whatever kills the mover. A late delivery report for a logged message still
 settles it there (`log_reports_apply`).
 
-On PostgreSQL the log is partitioned by month of `created_at`; `log_partitions_ensure` makes the
-coming months' partitions ahead (beat, `manage.py sms_log_partitions`, and after every migrate).
+On PostgreSQL the log is partitioned by (UTC) month of `created_at`; `log_partitions_ensure` makes
+the coming months' partitions ahead (beat, `manage.py sms_log_partitions`, and after every migrate),
+and `log_partitions_archive` exports the months past SMS_LOG_MONTHS to files and drops them
+(docs/partitioning.md, "SMS log").
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
 
 from kplc_sts import clock
 from kplc_sts.db import by_vendor, sql_value
+from kplc_sts.partitions import archive_path
 
 from .. import _pg, _portable
 from ..events import codes_delivered
@@ -38,6 +43,7 @@ statements = by_vendor(pg=_pg, portable=_portable)
 # Every column the outbox and the log share, in the outbox's order (the log adds logged_at).
 _COLUMNS = [str(field.column) for field in Message._meta.concrete_fields]
 _SETTLED = (Status.DELIVERED, Status.FAILED, Status.REJECTED, Status.CANCELLED)
+LOG_TABLE = MessageLog._meta.db_table
 
 
 def _settled_where(now: dt.datetime) -> tuple[str, list[object]]:
@@ -136,3 +142,104 @@ def log_partitions_ensure(*, now: dt.datetime | None = None, months_ahead: int |
 def log_partitions() -> list[str]:
     """The log's partitions, oldest first, the DEFAULT one last (empty on SQLite)."""
     return list(statements.log_partitions())
+
+
+def _utc_month(at: dt.datetime, add: int = 0) -> dt.datetime:
+    """The start of the UTC month `add` months after the one holding `at` (the log's partition unit)."""
+    utc = at.astimezone(dt.UTC)
+    index = utc.year * 12 + utc.month - 1 + add
+    return dt.datetime(index // 12, index % 12 + 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class LogArchive:
+    """One monthly partition of the log archived, or in a dry run to be: [month, end) in UTC."""
+
+    partition: str
+    month: dt.datetime
+    end: dt.datetime
+    rows: int
+    path: str = ""
+    sha256: str = ""
+    size_bytes: int = 0
+    dry_run: bool = False
+
+    @property
+    def table(self) -> str:
+        return LOG_TABLE
+
+
+def log_archive_cutoff(*, now: dt.datetime | None = None) -> dt.datetime:
+    """Log months starting before this (UTC) are past retention: SMS_LOG_MONTHS months are kept,
+    the current one included."""
+    return _utc_month(now or clock.now(), 1 - settings.SMS_LOG_MONTHS)
+
+
+def log_partitions_due(*, now: dt.datetime | None = None) -> list[tuple[str, dt.datetime]]:
+    """The log's monthly partitions whose whole month ends before the cutoff, oldest first, as
+    (name, UTC month). Never the DEFAULT partition; nothing on SQLite (a plain table)."""
+    cutoff = log_archive_cutoff(now=now)
+    months = statements.log_partition_months()
+    return sorted(((name, month) for name, month in months.items() if month < cutoff), key=lambda item: item[1])
+
+
+def log_partitions_archive(
+    *,
+    now: dt.datetime | None = None,
+    dry_run: bool = False,
+    record: Callable[[LogArchive], None] | None = None,
+) -> list[LogArchive]:
+    """Archive every log partition past SMS_LOG_MONTHS, oldest first, each in its own transaction:
+    export it to ARCHIVE_DIR/sms_messagelog/<partition>.csv.gz (written as .partial, renamed once
+    proven), prove the file (rows re-read from it == rows in the partition, SHA-256), call
+    `record(archive)`, then detach and drop the partition. On any failure (a count that disagrees,
+    `record` raising, DETACH timing out) that partition stays, its files are removed, and the
+    error is raised; months archived before it stay archived. An existing archive file is never
+    overwritten: finding one is a failure, for an operator to look at. `dry_run` only counts.
+
+    Who records: the durable record of an archive (`tokens.models.ArchiveRecord`, beside the vend
+    history's) belongs to an app above sms, which sms may not import. So the caller passes
+    `record`, called inside the transaction that drops the partition: if it cannot write the
+    record, the partition is not dropped, and a partition is never dropped unrecorded. A real run
+    without `record` is refused (`tokens.services.history.sms_log_archive` is the one that passes
+    it, for `manage.py archive_partitions` and the daily beat task)."""
+    if dry_run:
+        return [
+            LogArchive(name, month, _utc_month(month, 1), statements.log_partition_count(name=name), dry_run=True)
+            for name, month in log_partitions_due(now=now)
+        ]
+    if record is None:
+        raise TypeError("log_partitions_archive needs `record`: a partition is never dropped unrecorded")
+    done = []
+    for name, month in log_partitions_due(now=now):
+        archive = _log_partition_archive(name, month, record)
+        # Logged as each is done: a later month's failure must not hide the ones already dropped.
+        logger.info("SMS log archived %s: %d rows to %s (sha256 %s), partition dropped", archive.partition,
+                    archive.rows, archive.path, archive.sha256)  # fmt: skip
+        done.append(archive)
+    return done
+
+
+def _log_partition_archive(name: str, month: dt.datetime, record: Callable[[LogArchive], None]) -> LogArchive:
+    if name == f"{LOG_TABLE}_default":
+        raise ValueError("the DEFAULT partition holds no one month: it is never archived")
+    path = archive_path(LOG_TABLE, name)
+    partial = path.with_suffix(".partial")
+    if path.exists():
+        raise RuntimeError(f"{name}: {path} exists already; not overwriting an archive file")
+    written: list[Path] = [partial]
+    try:
+        with transaction.atomic():
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            rows, sha256 = statements.log_partition_export(name=name, path=partial)
+            partial.replace(path)
+            written.append(path)
+            archive = LogArchive(name, month, _utc_month(month, 1), rows, str(path), sha256, path.stat().st_size)
+            record(archive)
+            statements.log_partition_drop(name=name)
+    except BaseException:
+        # Rolled back: the partition stays, so this run's files must not look like an archive.
+        for leftover in written:
+            leftover.unlink(missing_ok=True)
+        raise
+    return archive

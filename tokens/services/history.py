@@ -3,36 +3,32 @@ replay window, months past retention archived to files and dropped (docs/partiti
 
 PostgreSQL holds the partitions; on SQLite (the demo) partitions and archives do not exist and
 those functions do nothing, while compaction works the same on both.
+
+`partitions_archive_all` (the command and the daily beat task) archives the vend history and the
+SMS log, whose archive `sms.services.log_partitions_archive` does and this module records (an
+`ArchiveRecord` for each, like the vend history's: sms may not import tokens).
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import gzip
-import hashlib
-import io
 import logging
-import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 
-from kplc_sts import clock
+from kplc_sts import clock, partitions
 from kplc_sts.db import is_postgres
+from sms.services import LogArchive, log_partitions_archive
 
 from .. import partitioning
 from ..models import ArchiveRecord, Vend, VendReference
 from ..partitioning import HISTORY_TABLES, VEND, HistoryTable
 
 logger = logging.getLogger(__name__)
-
-# How long the archive may wait for the brief exclusive lock DETACH takes on a busy parent table
-# before it gives up (and retries on the next run) rather than queueing vends behind it.
-DETACH_LOCK_TIMEOUT = "2s"
 
 
 def partitions_ensure(*, now: dt.datetime | None = None, ahead: int | None = None) -> list[str]:
@@ -136,7 +132,7 @@ def partitions_archive(*, now: dt.datetime | None = None, dry_run: bool = False)
     if dry_run:
         with connection.cursor() as cursor:
             return [
-                ArchiveResult(table.table, name, month, partitioning.partition_count(cursor, name), dry_run=True)
+                ArchiveResult(table.table, name, month, partitions.partition_count(cursor, name), dry_run=True)
                 for table, name, month in due
             ]
     results: list[ArchiveResult] = []
@@ -145,58 +141,24 @@ def partitions_archive(*, now: dt.datetime | None = None, dry_run: bool = False)
     return results
 
 
-def _archive_path(table: HistoryTable, name: str) -> Path:
-    return Path(settings.ARCHIVE_DIR) / table.table / f"{name}.csv.gz"
-
-
-def _file_rows_and_digest(path: Path) -> tuple[int, str]:
-    """Rows in the gzip CSV (header excluded, quoted newlines handled) and the file's SHA-256."""
-    digest = hashlib.sha256()
-    with path.open("rb") as raw:
-        for block in iter(lambda: raw.read(1 << 20), b""):
-            digest.update(block)
-    with gzip.open(path, "rt", newline="", encoding="utf-8") as text:
-        reader = csv.reader(text)
-        next(reader)  # the header
-        rows = sum(1 for _ in reader)
-    return rows, digest.hexdigest()
-
-
-def _partition_export(cursor: Any, name: str, path: Path) -> tuple[int, str]:
-    """COPY the partition into `path` (gzip CSV) and prove it: returns (rows, sha256)."""
-    # Writers to the partition wait until the transaction ends (an old month gets none but a late
-    # compaction); readers carry on. The count and the COPY see the same rows.
-    partitioning.partition_lock_shared(cursor, name)
-    rows = partitioning.partition_count(cursor, name)
-    with gzip.open(path, "wb", compresslevel=6) as gz:
-        text = io.TextIOWrapper(gz, encoding="utf-8", newline="")
-        partitioning.partition_copy_csv(cursor, name, text)
-        text.flush()
-        text.detach()
-    with path.open("rb") as written:
-        os.fsync(written.fileno())
-    file_rows, sha256 = _file_rows_and_digest(path)
-    if file_rows != rows:
-        raise RuntimeError(f"{name}: {rows} rows in the partition, {file_rows} in {path}")
-    return rows, sha256
-
-
-def _month_archive(month: dt.datetime, partitions: list[tuple[HistoryTable, str]]) -> list[ArchiveResult]:
+def _month_archive(month: dt.datetime, month_partitions: list[tuple[HistoryTable, str]]) -> list[ArchiveResult]:
     end = partitioning.month_add(month, 1)
-    partials = {name: _archive_path(table, name).with_suffix(".partial") for table, name in partitions}
+    partials = {
+        name: partitions.archive_path(table.table, name).with_suffix(".partial") for table, name in month_partitions
+    }
     finals: list[Path] = []
     results = []
     try:
         with transaction.atomic(), connection.cursor() as cursor:
-            for table, name in partitions:
+            for table, name in month_partitions:
                 partial = partials[name]
                 partial.parent.mkdir(parents=True, exist_ok=True)
-                rows, sha256 = _partition_export(cursor, name, partial)
+                rows, sha256 = partitions.partition_export(cursor, name, partial)
                 if table == VEND:
                     references = VendReference.objects.filter(created_at__gte=month, created_at__lt=end).delete()[0]
                     if references != rows:
                         raise RuntimeError(f"{name}: {rows} vends but {references} references in the month")
-                path = _archive_path(table, name)
+                path = partitions.archive_path(table.table, name)
                 partial.replace(path)
                 finals.append(path)
                 ArchiveRecord.objects.create(
@@ -211,8 +173,8 @@ def _month_archive(month: dt.datetime, partitions: list[tuple[HistoryTable, str]
                     dropped_at=clock.now(),
                 )
                 results.append(ArchiveResult(table.table, name, month, rows, str(path), sha256))
-            for table, name in partitions:
-                partitioning.partition_detach_drop(cursor, table, name, lock_timeout=DETACH_LOCK_TIMEOUT)
+            for table, name in month_partitions:
+                partitions.partition_detach_drop(cursor, table.table, name)
     except BaseException:
         # Rolled back: the partitions stay, so this run's files must not look like an archive.
         for path in [*partials.values(), *finals]:
@@ -221,4 +183,54 @@ def _month_archive(month: dt.datetime, partitions: list[tuple[HistoryTable, str]
     for result in results:
         logger.info("archived %s: %d rows to %s (sha256 %s), partition dropped", result.partition, result.rows,
                     result.path, result.sha256)  # fmt: skip
+    return results
+
+
+def _sms_log_record(archive: LogArchive) -> None:
+    ArchiveRecord.objects.create(
+        table=archive.table,
+        partition=archive.partition,
+        range_start=archive.month,
+        range_end=archive.end,
+        rows=archive.rows,
+        sha256=archive.sha256,
+        path=archive.path,
+        size_bytes=archive.size_bytes,
+        dropped_at=clock.now(),
+    )
+
+
+def sms_log_archive(*, now: dt.datetime | None = None, dry_run: bool = False) -> list[ArchiveResult]:
+    """The SMS log's months past SMS_LOG_MONTHS, archived by `sms.services.log_partitions_archive`,
+    each recorded in an ArchiveRecord inside the transaction that drops its partition."""
+    return [
+        ArchiveResult(
+            archive.table,
+            archive.partition,
+            archive.month,
+            archive.rows,
+            archive.path,
+            archive.sha256,
+            dry_run=archive.dry_run,
+        )  # fmt: skip
+        for archive in log_partitions_archive(now=now, dry_run=dry_run, record=_sms_log_record)
+    ]
+
+
+def partitions_archive_all(*, now: dt.datetime | None = None, dry_run: bool = False) -> list[ArchiveResult]:
+    """Everything past retention: the vend history (`partitions_archive`), then the SMS log
+    (`sms_log_archive`). The two are independent: a vend month that fails its checks must not keep
+    the SMS log, personal data, past its retention, nor the other way round. So both run, and the
+    first failure is raised after both did (what either archived stays archived, and logged)."""
+    results: list[ArchiveResult] = []
+    failure: Exception | None = None
+    archives: tuple[Callable[..., list[ArchiveResult]], ...] = (partitions_archive, sms_log_archive)
+    for archive in archives:
+        try:
+            results.extend(archive(now=now, dry_run=dry_run))
+        except Exception as error:
+            logger.exception("%s failed", archive.__name__)
+            failure = failure or error
+    if failure is not None:
+        raise failure
     return results
