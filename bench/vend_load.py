@@ -354,6 +354,12 @@ def main() -> None:
         CELERY_BROKER_URL=REDIS_URL,
         LOG_LEVEL="WARNING",
         DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        DJANGO_SECURE_SSL_REDIRECT="0",
+        # Production refuses to start without these (issue 11); no worker runs, so nothing is sent.
+        AT_API_URL="https://127.0.0.1:9/",
+        AT_API_KEY="bench-at-key-" + "y" * 40,
+        SMS_DELIVERY_REPORT_SECRET="bench-dlr-" + "z" * 40,
+        USSD_CALLBACK_SECRET="bench-ussd-" + "w" * 40,
         PYTHONPATH=str(ROOT),
     )
     admin_sql(f'DROP DATABASE IF EXISTS "{args.db}"')
