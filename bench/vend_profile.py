@@ -33,8 +33,15 @@ os.environ.update(
     PYTHONPATH=ROOT,
     LOG_LEVEL="WARNING",
     DJANGO_ALLOWED_HOSTS="127.0.0.1,testserver",
+    DJANGO_SECURE_SSL_REDIRECT="0",
+    # Production refuses to start without these (issue 11); no worker runs, so nothing is sent.
+    AT_API_URL="https://127.0.0.1:9/",
+    AT_API_KEY="bench-at-key-" + "y" * 40,
+    SMS_DELIVERY_REPORT_SECRET="bench-dlr-" + "z" * 40,
+    USSD_CALLBACK_SECRET="bench-ussd-" + "w" * 40,
 )
 SEED = os.path.join(ROOT, "var", "vend_profile_seed.json")
+os.makedirs(os.path.dirname(SEED), exist_ok=True)
 import vend_load
 
 fresh = "--fresh" in sys.argv
