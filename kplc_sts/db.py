@@ -49,6 +49,21 @@ class by_vendor:
         return getattr(self._pg if is_postgres() else self._portable, name)
 
 
+@contextlib.contextmanager
+def transaction_joined() -> Iterator[None]:
+    """A transaction of its own when called outside one; inside the caller's, no savepoint.
+
+    For steps that run inside a vend's (or a USSD session's) transaction and raise only before
+    they write: a savepoint there costs two round trips (SAVEPOINT, RELEASE) and buys nothing, and
+    the vend's codes bookkeeping nested three of them. A database error inside still fails the
+    caller's transaction, which is what the caller wants of its bookkeeping."""
+    if connection.in_atomic_block:
+        yield
+    else:
+        with transaction.atomic():
+            yield
+
+
 def table_analyze(model: type[models.Model]) -> None:
     """Refresh the planner's statistics of the model's table (PostgreSQL and SQLite both know
     ANALYZE). After a bulk insert the statistics still describe the table before it: a new batch's

@@ -24,6 +24,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from kplc_sts import clock
+from kplc_sts.db import transaction_joined
 from meters.models import Meter
 
 from .. import rules
@@ -53,7 +54,7 @@ def meter_state_set(*, meter: Meter, key_state: str | None = None, status: str |
     "Codes issued" never takes a meter back from confirmed or non-compliant. Call inside the
     transaction that made the change; returns whether the row changed.
     """
-    with transaction.atomic():
+    with transaction_joined():
         current = (
             Meter.objects.select_for_update().only("pk", "status", "key_state", "region", "sgc", "krn").get(pk=meter.pk)
         )
@@ -107,10 +108,14 @@ def _daily_deltas(to: str, deltas: dict[str, int]) -> dict[str, int]:
     return daily
 
 
-def _enrollment_move(*, enrollment: Enrollment, to: str, actor_label: str, reason: str, at: dt.datetime) -> bool:
+def _enrollment_move(
+    *, enrollment: Enrollment, to: str, actor_label: str, reason: str, at: dt.datetime, region: str | None = None
+) -> bool:
     """Move one enrollment to `to` with its event and counters; False if it is already there,
-    EnrollmentStateError if `rules.ENROLLMENT_TRANSITIONS` does not allow it."""
-    with transaction.atomic():
+    EnrollmentStateError if `rules.ENROLLMENT_TRANSITIONS` does not allow it (raised before any
+    write: callers inside a vend's transaction catch it and carry on). `region`: the meter's, when
+    the caller holds the meter (else read when the move counts in the progress by region)."""
+    with transaction_joined():
         current = Enrollment.objects.select_for_update().get(pk=enrollment.pk)
         if current.state == to:
             _copy_fields(current, enrollment)
@@ -141,7 +146,8 @@ def _enrollment_move(*, enrollment: Enrollment, to: str, actor_label: str, reaso
         counters_add(batch_id=current.batch_id, campaign_id=current.campaign_id, **deltas)
         daily_add(campaign_id=current.campaign_id, day=clock.localdate(at), **_daily_deltas(to, deltas))
         if deltas.get("done"):
-            region = Meter.objects.filter(pk=current.meter_id).values_list("region", flat=True).first() or ""
+            if region is None:
+                region = Meter.objects.filter(pk=current.meter_id).values_list("region", flat=True).first() or ""
             region_done_add(campaign_id=current.campaign_id, region=region, day=clock.localdate(at))
     for name, value in updates.items():
         setattr(enrollment, name, value)
@@ -224,11 +230,14 @@ def _meter_mark(
     at: dt.datetime | None = None,
 ) -> bool:
     at = at or clock.now()
-    with transaction.atomic():
+    with transaction_joined():
         if enrollment is None or (campaign is not None and enrollment.campaign_id != campaign.pk):
             enrollment, campaign = _enrollment_of(meter, campaign, at)
         if enrollment is not None:
-            changed = _enrollment_move(enrollment=enrollment, to=to, actor_label=actor_label, reason=reason, at=at)
+            region = None if "region" in meter.get_deferred_fields() else meter.region
+            changed = _enrollment_move(
+                enrollment=enrollment, to=to, actor_label=actor_label, reason=reason, at=at, region=region
+            )
         elif campaign is not None:
             _enrollment_record(
                 campaign=campaign, meter=meter, to=to, origin=origin, actor_label=actor_label, reason=reason, at=at
