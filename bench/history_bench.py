@@ -5,6 +5,14 @@
     .venv/bin/python bench/history_bench.py run --small kplc_hist_small --big kplc_hist_big --rounds 3 --duration 30
     .venv/bin/python bench/history_bench.py drop --db kplc_hist_small --db kplc_hist_big
 
+    .venv/bin/python bench/history_bench.py cluster start --shared-buffers 6GB   # prints BENCH_PG_ADMIN_URL
+    .venv/bin/python bench/history_bench.py cluster stop
+
+By default the databases live on the machine's PostgreSQL (BENCH_PG_ADMIN_URL, stock settings).
+`cluster start` makes a throwaway cluster that includes deploy/postgres/postgresql.conf (its memory
+lines scaled to this machine by --shared-buffers and --effective-cache-size) and prints the
+BENCH_PG_ADMIN_URL to export so that setup, run and drop use it; `cluster stop` removes it.
+
 `setup` creates and migrates a database, seeds it as bench/vend_load.py does (--meters meters, half
 due their update codes), makes a few real vends through the service (the templates), then, with
 --fill-*, fills the models' real tables set-based (INSERT ... SELECT generate_series): extra meters,
@@ -352,6 +360,38 @@ def drop(args: argparse.Namespace) -> None:
         print(f"dropped {db}")
 
 
+def cluster(args: argparse.Namespace) -> None:
+    import shutil
+
+    from tests.pgcluster import Cluster, cluster_root
+
+    state = STATE / "cluster.json"
+    if args.action == "start":
+        STATE.mkdir(parents=True, exist_ok=True)
+        root = cluster_root("kplc-history-pg-")
+        conf = ROOT / "deploy" / "postgres" / "postgresql.conf"
+        shutil.copy(conf, root / "tuned.conf")
+        os.chmod(root / "tuned.conf", 0o644)
+        settings = {
+            "listen_addresses": "'127.0.0.1'",
+            "shared_buffers": args.shared_buffers,
+            "effective_cache_size": args.effective_cache_size,
+            "maintenance_work_mem": "512MB",
+            "autovacuum_work_mem": "256MB",
+        }
+        server = Cluster("tuned", root).initdb(settings, include=root / "tuned.conf").start()
+        state.write_text(json.dumps({"root": str(root), "port": server.port}))
+        print(f"export BENCH_PG_ADMIN_URL={server.url()}")
+        return
+    if not state.exists():
+        raise SystemExit("no cluster started by this bench")
+    saved = json.loads(state.read_text())
+    Cluster("tuned", Path(saved["root"]), port=saved["port"]).stop()
+    shutil.rmtree(saved["root"], ignore_errors=True)
+    state.unlink()
+    print(f"stopped and removed {saved['root']}")
+
+
 def main() -> None:
     if sys.argv[1:2] == ["_templates"]:
         _templates()
@@ -376,8 +416,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p = sub.add_parser("drop")
     p.add_argument("--db", action="append", required=True)
+    p = sub.add_parser("cluster")
+    p.add_argument("action", choices=["start", "stop"])
+    p.add_argument("--shared-buffers", default="6GB", help="the file says 8GB for a 32 GB server")
+    p.add_argument("--effective-cache-size", default="16GB")
     args = parser.parse_args()
-    {"setup": setup, "run": run, "drop": drop}[args.command](args)
+    {"setup": setup, "run": run, "drop": drop, "cluster": cluster}[args.command](args)
 
 
 if __name__ == "__main__":
