@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 from django.core.management import call_command
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from audit.models import AuditEvent
 from campaigns.models import Batch, Campaign, CampaignDailyStat, Enrollment, EnrollmentEvent
@@ -112,8 +112,6 @@ def test_after_scheduling_the_planner_knows_the_new_batch(
 ):
     # The outbox looks the batch's enrollments up by meter, a chunk at a time; with the statistics
     # of the table before the batch, PostgreSQL estimated a handful of rows and scanned the batch.
-    from django.db import connection
-
     meter_factory.create_batch(30)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         batch = batch_schedule(campaign=campaign, regions=[], sgcs=[], limit=30, scheduled_at=now)
@@ -125,3 +123,26 @@ def test_after_scheduling_the_planner_knows_the_new_batch(
         else:
             cursor.execute("SELECT stat FROM sqlite_stat1 WHERE tbl = 'campaigns_enrollment' LIMIT 1")
             assert cursor.fetchone()[0].split()[0] == "30"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the vacuum lock is PostgreSQL's")
+def test_the_statistics_refresh_steps_aside_for_a_vacuum_instead_of_waiting(db, caplog):
+    # A VACUUM holds SHARE UPDATE EXCLUSIVE, which ANALYZE needs too. Waiting for it would stall the
+    # scheduler's commit callbacks and, past deadlock_timeout, get an ordinary autovacuum cancelled.
+    from kplc_sts.db import table_analyze
+
+    other = connection.get_new_connection(connection.get_connection_params())
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute("LOCK TABLE campaigns_enrollment IN SHARE UPDATE EXCLUSIVE MODE")
+        with connection.cursor() as cursor:
+            # Without SKIP_LOCKED the ANALYZE would wait here, fail at the timeout and log it.
+            cursor.execute("SET lock_timeout = '3s'")
+        with caplog.at_level("WARNING", logger="kplc_sts.db"):
+            table_analyze(Enrollment)
+        assert not [record for record in caplog.records if "ANALYZE" in record.getMessage()]
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+        other.close()
