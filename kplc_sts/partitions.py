@@ -9,24 +9,120 @@ the project's own partition code, never taken from input, so they are spliced in
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import hashlib
 import io
+import logging
 import os
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
+from django.db import Error, connection
+
+logger = logging.getLogger(__name__)
 
 # How long an archive may wait for the brief exclusive lock DETACH takes on a busy parent table
 # before it gives up (and retries on the next run) rather than queue vends or SMS behind it.
 DETACH_LOCK_TIMEOUT = "2s"
 
 
+# The session-level advisory lock key of an archive run ("kplcarch" as a bigint).
+ARCHIVE_RUN_LOCK = int.from_bytes(b"kplcarch", "big")
+
+
+class ArchiveBusy(RuntimeError):
+    """Another archive run holds the run lock; this one archived nothing."""
+
+
+@contextlib.contextmanager
+def archive_run_lock() -> Iterator[None]:
+    """One archive run at a time, on every host. Without it the daily beat task, a manual
+    `archive_partitions` and a re-delivered task could copy the same partition at once, each
+    publish the file, and one's clean-up remove the file the other had recorded and dropped the
+    partition for. Session-level (pg_try_advisory_lock), so it spans a run's per-month
+    transactions and goes with the connection if the process dies; ArchiveBusy if taken. Elsewhere
+    than PostgreSQL the tables have no partitions and there is nothing to hold."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [ARCHIVE_RUN_LOCK])
+        if not cursor.fetchone()[0]:
+            raise ArchiveBusy("another archive run is in progress; this one archived nothing")
+    try:
+        yield
+    finally:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [ARCHIVE_RUN_LOCK])
+        except Error:
+            # The connection is gone, and the session's lock with it.
+            logger.warning("archive run lock: could not unlock; the connection is gone", exc_info=True)
+
+
 def archive_path(table: str, name: str) -> Path:
     """Where partition `name` of `table` is archived: ARCHIVE_DIR/<table>/<name>.csv.gz."""
     return Path(settings.ARCHIVE_DIR) / table / f"{name}.csv.gz"
+
+
+def archive_partial_path(path: Path) -> Path:
+    """Where the file is written before it is proven: never taken for an archive."""
+    return path.with_name(path.name + ".partial")
+
+
+def archive_file_set_aside(path: Path) -> Path | None:
+    """Called under the run lock for a partition that still exists: a file at `path` is then what a
+    run left that died between publishing the file and committing the partition's drop (the drop
+    and the archive's record are one transaction, after the publish). It is renamed aside, not
+    deleted, for an operator to look at, and the partition is archived afresh. Returns the new name."""
+    if not path.exists():
+        return None
+    aside = path.with_name(f"{path.name}.stale-{time.strftime('%Y%m%dT%H%M%S')}")
+    path.rename(aside)
+    logger.warning("archive: %s was left by a run that did not commit; moved to %s", path, aside)
+    return aside
+
+
+def archive_file_publish(partial: Path, path: Path) -> None:
+    """Give the proven file its final name without ever replacing a file (a hard link fails if
+    `path` exists, where a rename would overwrite), and make the name durable (fsync of the
+    directory) before the caller commits the drop: a power cut must not keep the drop and lose the
+    file's name."""
+    os.link(partial, path)
+    partial.unlink()
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def archive_failure_cleanup(files: Mapping[str, tuple[Path, Path]]) -> None:
+    """After an archive transaction failed, for {partition: (partial, final)}: a .partial is always
+    removed; a published file only where the partition is seen to exist again (rolled back). When
+    that cannot be seen (the connection broke, perhaps during a COMMIT that went through) the file
+    stays: a stray file, which the next run sets aside, is better than a dropped partition whose
+    recorded archive was deleted."""
+    for partial, _ in files.values():
+        partial.unlink(missing_ok=True)
+    try:
+        with connection.cursor() as cursor:
+            present = [name for name in files if partition_exists(cursor, name)]
+    except Error:
+        logger.warning("archive: cannot tell whether %s rolled back; keeping its files", sorted(files), exc_info=True)
+        return
+    for name in present:
+        files[name][1].unlink(missing_ok=True)
+
+
+def partition_exists(cursor: Any, name: str) -> bool:
+    cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [name])
+    return bool(cursor.fetchone()[0])
 
 
 def partition_count(cursor: Any, name: str) -> int:

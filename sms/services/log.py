@@ -21,14 +21,20 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
 
 from kplc_sts import clock
 from kplc_sts.db import by_vendor, sql_value
-from kplc_sts.partitions import archive_path
+from kplc_sts.partitions import (
+    archive_failure_cleanup,
+    archive_file_publish,
+    archive_file_set_aside,
+    archive_partial_path,
+    archive_path,
+    archive_run_lock,
+)
 
 from .. import _pg, _portable
 from ..events import codes_delivered
@@ -194,8 +200,9 @@ def log_partitions_archive(
     proven), prove the file (rows re-read from it == rows in the partition, SHA-256), call
     `record(archive)`, then detach and drop the partition. On any failure (a count that disagrees,
     `record` raising, DETACH timing out) that partition stays, its files are removed, and the
-    error is raised; months archived before it stay archived. An existing archive file is never
-    overwritten: finding one is a failure, for an operator to look at. `dry_run` only counts.
+    error is raised; months archived before it stay archived. One run at a time (ArchiveBusy
+    otherwise); an archive file is never overwritten: one found for a partition that still exists
+    was left by a run that died before its commit, and is set aside. `dry_run` only counts.
 
     Who records: the durable record of an archive (`tokens.models.ArchiveRecord`, beside the vend
     history's) belongs to an app above sms, which sms may not import. So the caller passes
@@ -211,12 +218,13 @@ def log_partitions_archive(
     if record is None:
         raise TypeError("log_partitions_archive needs `record`: a partition is never dropped unrecorded")
     done = []
-    for name, month in log_partitions_due(now=now):
-        archive = _log_partition_archive(name, month, record)
-        # Logged as each is done: a later month's failure must not hide the ones already dropped.
-        logger.info("SMS log archived %s: %d rows to %s (sha256 %s), partition dropped", archive.partition,
-                    archive.rows, archive.path, archive.sha256)  # fmt: skip
-        done.append(archive)
+    with archive_run_lock():
+        for name, month in log_partitions_due(now=now):
+            archive = _log_partition_archive(name, month, record)
+            # Logged as each is done: a later month's failure must not hide the ones already dropped.
+            logger.info("SMS log archived %s: %d rows to %s (sha256 %s), partition dropped", archive.partition,
+                        archive.rows, archive.path, archive.sha256)  # fmt: skip
+            done.append(archive)
     return done
 
 
@@ -224,22 +232,17 @@ def _log_partition_archive(name: str, month: dt.datetime, record: Callable[[LogA
     if name == f"{LOG_TABLE}_default":
         raise ValueError("the DEFAULT partition holds no one month: it is never archived")
     path = archive_path(LOG_TABLE, name)
-    partial = path.with_suffix(".partial")
-    if path.exists():
-        raise RuntimeError(f"{name}: {path} exists already; not overwriting an archive file")
-    written: list[Path] = [partial]
+    partial = archive_partial_path(path)
+    archive_file_set_aside(path)
     try:
         with transaction.atomic():
             partial.parent.mkdir(parents=True, exist_ok=True)
             rows, sha256 = statements.log_partition_export(name=name, path=partial)
-            partial.replace(path)
-            written.append(path)
+            archive_file_publish(partial, path)
             archive = LogArchive(name, month, _utc_month(month, 1), rows, str(path), sha256, path.stat().st_size)
             record(archive)
             statements.log_partition_drop(name=name)
     except BaseException:
-        # Rolled back: the partition stays, so this run's files must not look like an archive.
-        for leftover in written:
-            leftover.unlink(missing_ok=True)
+        archive_failure_cleanup({name: (partial, path)})
         raise
     return archive

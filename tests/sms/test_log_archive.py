@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 
 from kplc_sts import partitions
@@ -211,14 +211,68 @@ def test_a_failing_export_or_record_drops_nothing_and_leaves_no_file(months, tmp
 
 
 @postgres
-def test_an_existing_archive_file_is_never_overwritten(months, tmp_path) -> None:
+def test_a_file_left_by_a_run_that_did_not_commit_is_set_aside_and_the_month_archived_afresh(months, tmp_path) -> None:
+    # A run killed between publishing the file and committing the drop leaves the file and the
+    # partition both: the partition is the truth, the file only a leftover.
     path = tmp_path / "sms_messagelog" / f"{OLD}.csv.gz"
     path.parent.mkdir(parents=True)
-    path.write_bytes(b"an earlier archive")
-    with pytest.raises(RuntimeError, match="exists already"):
-        history.sms_log_archive(now=MID_MARCH)
-    assert path.read_bytes() == b"an earlier archive"
-    assert _exists(OLD) and not ArchiveRecord.objects.exists()
+    path.write_bytes(b"a leftover")
+    [result] = history.sms_log_archive(now=MID_MARCH)
+    assert not _exists(OLD) and Path(result.path) == path
+    record = ArchiveRecord.objects.get(partition=OLD)
+    assert record.sha256 == hashlib.sha256(path.read_bytes()).hexdigest() and len(_read(path)) == 3
+    [aside] = [found for found in _files(tmp_path) if found.name.startswith(f"{OLD}.csv.gz.stale-")]
+    assert aside.read_bytes() == b"a leftover"
+
+
+def test_publishing_never_replaces_an_archive_file(tmp_path) -> None:
+    partial, path = tmp_path / "a.csv.gz.partial", tmp_path / "a.csv.gz"
+    partial.write_bytes(b"new")
+    path.write_bytes(b"recorded")
+    with pytest.raises(FileExistsError):
+        partitions.archive_file_publish(partial, path)
+    assert path.read_bytes() == b"recorded" and partial.exists()
+
+
+@postgres
+def test_a_second_archive_run_is_refused_while_one_holds_the_lock(months, tmp_path) -> None:
+    # The beat task, a manual command or a re-delivered task: while one run works, the others touch
+    # nothing (before the lock, two copied the same month and one deleted the other's recorded file).
+    other = connection.get_new_connection(connection.get_connection_params())
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [partitions.ARCHIVE_RUN_LOCK])
+        with pytest.raises(partitions.ArchiveBusy):
+            history.partitions_archive_all(now=MID_MARCH)
+        with pytest.raises(partitions.ArchiveBusy):
+            log_partitions_archive(now=MID_MARCH, record=_record)
+        with pytest.raises(CommandError, match="another archive run"):
+            call_command("archive_partitions", stdout=StringIO())
+        assert archive_partitions_task.apply().get() == 0
+        assert _exists(OLD) and not _files(tmp_path) and not ArchiveRecord.objects.exists()
+    finally:
+        other.close()
+    # Released with the other session: this run archives, and leaves the lock free behind it.
+    assert [r.partition for r in history.partitions_archive_all(now=MID_MARCH)] == [OLD]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [partitions.ARCHIVE_RUN_LOCK])
+        assert cursor.fetchone()[0] is True
+        cursor.execute("SELECT pg_advisory_unlock_all()")
+
+
+@postgres
+def test_after_a_failure_a_published_file_goes_only_if_its_partition_is_seen_to_be_back(months, tmp_path) -> None:
+    kept, removed = tmp_path / "dropped.csv.gz", tmp_path / "rolled_back.csv.gz"
+    files = {}
+    for name, final in (("sms_messagelog_209901", kept), (OLD, removed)):
+        partial = partitions.archive_partial_path(final)
+        partial.write_bytes(b"partial")
+        final.write_bytes(b"published")
+        files[name] = (partial, final)
+    # sms_messagelog_209901 does not exist: its drop committed (say the COMMIT's reply was lost),
+    # so its file is the archive. OLD is still there: rolled back, its file is no archive.
+    partitions.archive_failure_cleanup(files)
+    assert _files(tmp_path) == [kept]
 
 
 @postgres

@@ -11,6 +11,7 @@ SMS log, whose archive `sms.services.log_partitions_archive` does and this modul
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -127,40 +128,41 @@ def partitions_archive(*, now: dt.datetime | None = None, dry_run: bool = False)
     detach and drop the partitions and delete the month's VendReference rows (as many as its vends).
 
     A month goes all at once (vends, tokens, digests in one transaction): if any count disagrees,
-    nothing of that month is dropped, its files are removed, and the run fails. `dry_run` only counts."""
-    due = partitions_due(now=now)
+    nothing of that month is dropped, its files are removed, and the run fails. One run at a time
+    (ArchiveBusy otherwise). `dry_run` only counts."""
     if dry_run:
         with connection.cursor() as cursor:
             return [
                 ArchiveResult(table.table, name, month, partitions.partition_count(cursor, name), dry_run=True)
-                for table, name, month in due
+                for table, name, month in partitions_due(now=now)
             ]
     results: list[ArchiveResult] = []
-    for month in sorted({month for _, _, month in due}):
-        results.extend(_month_archive(month, [(table, name) for table, name, at in due if at == month]))
+    with partitions.archive_run_lock():
+        due = partitions_due(now=now)  # under the lock: what another run archived is gone from it
+        for month in sorted({month for _, _, month in due}):
+            results.extend(_month_archive(month, [(table, name) for table, name, at in due if at == month]))
     return results
 
 
 def _month_archive(month: dt.datetime, month_partitions: list[tuple[HistoryTable, str]]) -> list[ArchiveResult]:
     end = partitioning.month_add(month, 1)
-    partials = {
-        name: partitions.archive_path(table.table, name).with_suffix(".partial") for table, name in month_partitions
-    }
-    finals: list[Path] = []
+    files: dict[str, tuple[Path, Path]] = {}
+    for table, name in month_partitions:
+        path = partitions.archive_path(table.table, name)
+        files[name] = (partitions.archive_partial_path(path), path)
+        partitions.archive_file_set_aside(path)
     results = []
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             for table, name in month_partitions:
-                partial = partials[name]
+                partial, path = files[name]
                 partial.parent.mkdir(parents=True, exist_ok=True)
                 rows, sha256 = partitions.partition_export(cursor, name, partial)
                 if table == VEND:
                     references = VendReference.objects.filter(created_at__gte=month, created_at__lt=end).delete()[0]
                     if references != rows:
                         raise RuntimeError(f"{name}: {rows} vends but {references} references in the month")
-                path = partitions.archive_path(table.table, name)
-                partial.replace(path)
-                finals.append(path)
+                partitions.archive_file_publish(partial, path)
                 ArchiveRecord.objects.create(
                     table=table.table,
                     partition=name,
@@ -176,9 +178,7 @@ def _month_archive(month: dt.datetime, month_partitions: list[tuple[HistoryTable
             for table, name in month_partitions:
                 partitions.partition_detach_drop(cursor, table.table, name)
     except BaseException:
-        # Rolled back: the partitions stay, so this run's files must not look like an archive.
-        for path in [*partials.values(), *finals]:
-            path.unlink(missing_ok=True)
+        partitions.archive_failure_cleanup(files)
         raise
     for result in results:
         logger.info("archived %s: %d rows to %s (sha256 %s), partition dropped", result.partition, result.rows,
@@ -225,12 +225,15 @@ def partitions_archive_all(*, now: dt.datetime | None = None, dry_run: bool = Fa
     results: list[ArchiveResult] = []
     failure: Exception | None = None
     archives: tuple[Callable[..., list[ArchiveResult]], ...] = (partitions_archive, sms_log_archive)
-    for archive in archives:
-        try:
-            results.extend(archive(now=now, dry_run=dry_run))
-        except Exception as error:
-            logger.exception("%s failed", archive.__name__)
-            failure = failure or error
+    # One lock over both (each takes it again, which a session's advisory lock allows), so a busy
+    # lock is reported once, before anything, instead of as two failures.
+    with contextlib.nullcontext() if dry_run else partitions.archive_run_lock():
+        for archive in archives:
+            try:
+                results.extend(archive(now=now, dry_run=dry_run))
+            except Exception as error:
+                logger.exception("%s failed", archive.__name__)
+                failure = failure or error
     if failure is not None:
         raise failure
     return results

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from kplc_sts.partitions import ArchiveBusy
 from sms.services import log_archive_cutoff
 from tokens.services.history import archive_cutoff, partitions_archive_all
 
@@ -27,7 +28,10 @@ class Command(BaseCommand):
             f"retention: vend history months before {archive_cutoff():%Y-%m} (Nairobi) go, "
             f"SMS log months before {log_archive_cutoff():%Y-%m} (UTC) go"
         )
-        results = partitions_archive_all(dry_run=dry_run)
+        try:
+            results = partitions_archive_all(dry_run=dry_run)
+        except ArchiveBusy as busy:
+            raise CommandError(str(busy)) from busy
         for result in results:
             if dry_run:
                 self.stdout.write(f"would archive {result.partition}: {result.rows} rows")
