@@ -329,6 +329,10 @@ def one_round(db: str, args: argparse.Namespace) -> dict[str, float]:
         "pg_cpu_ms": 1000 * used["postgres"] / max(done, 1),
         "wal_kb": wal / 1024 / max(done, 1),
         "fpi_kb": fpi / 1024 / max(done, 1),
+        "app_cpu_ms": 1000 * used["gunicorn"] / max(done, 1),
+        # Cores busy with anything but this round (PostgreSQL's background processes, autovacuum,
+        # other people's work on the shared machine): a round it disturbed shows here.
+        "rest_cores": (used["machine"] - used["gunicorn"] - used["postgres"] - used["redis"] - used["client"]) / window,
         "errors": sum(stats.errors.values()),
     }
 
@@ -342,7 +346,7 @@ def run(args: argparse.Namespace) -> None:
             results[db].append(result)
             print(f"round {index + 1} {db}: " + ", ".join(f"{k} {v:.2f}" for k, v in result.items()), flush=True)
             subprocess.run(["redis-cli", "-u", vend_load.REDIS_URL, "flushdb"], capture_output=True)
-    keys = ["vends_s", "p99_ms", "pg_cpu_ms", "wal_kb", "fpi_kb"]
+    keys = ["vends_s", "p99_ms", "pg_cpu_ms", "app_cpu_ms", "wal_kb", "fpi_kb", "rest_cores"]
     median = {db: {k: statistics.median(r[k] for r in rows) for k in keys} for db, rows in results.items()}
     print(f"\nmedian of {args.rounds} rounds, {args.duration:.0f} s each after {args.warmup:.0f} s warm-up, "
           f"{args.concurrency} connections, gunicorn {args.workers}x{args.threads}")  # fmt: skip
