@@ -17,6 +17,8 @@ import threading
 from django.core.cache import cache
 from django.db import transaction
 
+from kplc_sts.ratelimit import redis_client, redis_url_of_cache
+
 logger = logging.getLogger(__name__)
 
 VERSION_KEY = "partners:api-key-version"
@@ -42,12 +44,22 @@ def api_key_version_bump() -> None:
         transaction.on_commit(_bump)
 
 
+def _version_read() -> object:
+    """The shared version, read on every partner request: straight from Redis on the process's
+    one client where the cache is Redis (the value Django's cache wrote: an int is stored as its
+    digits, under the cache's full key), else through the cache."""
+    url = redis_url_of_cache()
+    if not url:
+        return cache.get(VERSION_KEY)
+    return redis_client(url).get(cache.make_key(VERSION_KEY))
+
+
 def api_key_cache_sync() -> None:
     """Before trusting this process's key cache: clear it if any process changed a key since."""
     from .services import partner_api_key_cache_clear
 
     try:
-        version = cache.get(VERSION_KEY)
+        version = _version_read()
     except Exception:  # noqa: BLE001 - fail closed: without the version, trust nothing cached
         partner_api_key_cache_clear(local_only=True)
         return

@@ -203,7 +203,7 @@ def test_throttle_counts_in_redis_and_fails_open_when_redis_is_down(api, partner
     window_start = authentication.time.time() // 60 * 60
     monkeypatch.setattr(authentication.time, "time", lambda: window_start + 1)
     # Redis is shared between runs: start from an empty window.
-    ratelimit._client(redis_url).delete(f"partner-throttle:{partner.pk}:60:{int(window_start // 60)}")
+    ratelimit.redis_client(redis_url).delete(f"partner-throttle:{partner.pk}:60:{int(window_start // 60)}")
     assert [api.get(url).status_code for _ in range(3)] == [200, 200, 429]
     # Redis unreachable: requests pass (the money limits are in the database), and quickly.
     dead = "redis://127.0.0.1:1/0"
