@@ -160,11 +160,19 @@ def _codes_delivered(meter_ids: Sequence[int | None], now: dt.datetime) -> None:
 
 
 def reports_apply(
-    *, provider_message_ids: Sequence[str] | None, limit: int, report_status: Mapping[str, str], now: dt.datetime
+    *,
+    provider_message_ids: Sequence[str] | None,
+    limit: int,
+    report_status: Mapping[str, str],
+    now: dt.datetime,
+    since: dt.datetime | None = None,
 ) -> int:
-    """Set-based: settle the messages of final reports whose message id is known by now."""
+    """Set-based: settle the messages of final reports whose message id is known by now (of those
+    received from `since` on, when given)."""
     at = sql_value(now)
     only = "AND d.provider_message_id = ANY(%s) " if provider_message_ids is not None else ""
+    if since is not None:
+        only += "AND d.received_at >= %s "
     statuses = list(report_status)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
@@ -184,6 +192,7 @@ def reports_apply(
             [
                 *statuses,
                 *([list(provider_message_ids)] if provider_message_ids is not None else []),
+                *([sql_value(since)] if since is not None else []),
                 limit,
                 "Success",
                 Status.DELIVERED,

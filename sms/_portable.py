@@ -83,11 +83,18 @@ def report_receive(
 
 
 def reports_apply(
-    *, provider_message_ids: Sequence[str] | None, limit: int, report_status: Mapping[str, str], now: dt.datetime
+    *,
+    provider_message_ids: Sequence[str] | None,
+    limit: int,
+    report_status: Mapping[str, str],
+    now: dt.datetime,
+    since: dt.datetime | None = None,
 ) -> int:
     pending = DeliveryReport.objects.filter(applied_at__isnull=True, status__in=list(report_status))
     if provider_message_ids is not None:
         pending = pending.filter(provider_message_id__in=list(provider_message_ids))
+    if since is not None:
+        pending = pending.filter(received_at__gte=since)
     applied = 0
     for report in pending.order_by("pk")[:limit]:
         with transaction.atomic():

@@ -183,8 +183,12 @@ class DeliveryReport(models.Model):
     class Meta:
         ordering = ["-received_at"]
         indexes = [
-            # The sweep's unapplied reports (reports_apply, messages_reconcile): a few among millions.
-            models.Index(fields=["id"], condition=models.Q(applied_at__isnull=True), name="sms_report_unapplied_idx")
+            # The sweeps' unapplied reports of the last SMS_REPORT_MATCH_SECONDS (reports_apply,
+            # log_reports_apply, messages_reconcile): a few among millions. On PostgreSQL a BRIN
+            # index on received_at (migration 0012, outside the models) serves the retention delete.
+            models.Index(
+                fields=["received_at"], condition=models.Q(applied_at__isnull=True), name="sms_report_pending_idx"
+            )
         ]
         constraints = [
             # Idempotent receipt (INSERT ... ON CONFLICT (provider_message_id)); no `_like` twin.

@@ -34,6 +34,13 @@ def log_settled_task() -> int:
     return messages_log_settled()
 
 
+@shared_task(name="sms.reports_prune", ignore_result=True)
+def reports_prune_task() -> int:
+    from .services import delivery_reports_prune
+
+    return delivery_reports_prune()
+
+
 @shared_task(name="sms.log_partitions", ignore_result=True)
 def log_partitions_task() -> list[str]:
     from .services import log_partitions_ensure

@@ -252,6 +252,12 @@ if SMS_LOG_MONTHS < 2:
 # still have its partition then (else it would land in the DEFAULT one, which is never archived).
 if (SMS_LOG_MONTHS - 1) * 28 * 86400 <= SMS_LOG_UNREPORTED_SECONDS:
     raise ValueError("SMS_LOG_MONTHS must outlast SMS_LOG_UNREPORTED_SECONDS")
+# A final report whose message is still not found this long after it arrived is given up on by the
+# sweeps (a report for another application on the same gateway account, or for a message archived
+# already): without the bound every pass would look again, and enough of them would fill the pass.
+SMS_REPORT_MATCH_SECONDS = env.float("SMS_REPORT_MATCH_SECONDS", default=SMS_LOG_UNREPORTED_SECONDS + 86400)
+if SMS_REPORT_MATCH_SECONDS <= SMS_LOG_UNREPORTED_SECONDS:
+    raise ValueError("SMS_REPORT_MATCH_SECONDS must outlast SMS_LOG_UNREPORTED_SECONDS (a late report still settles)")
 SMS_CODES_QUEUE = "sms_codes"
 SMS_NOTICE_QUEUE = "sms_notices"
 # Quiet hours, Africa/Nairobi (sms/quiet.py): reminders are never sent from START to END ("HH:MM").
@@ -283,6 +289,7 @@ CELERY_TASK_ROUTES = {
     "tokens.partitions_ensure": {"queue": "celery"},
     "tokens.vend_bodies_compact": {"queue": "celery"},
     "tokens.archive_partitions": {"queue": "celery"},
+    "sms.reports_prune": {"queue": "celery"},
 }
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "campaigns-start-due-batches": {"task": "campaigns.start_due_batches", "schedule": 30.0},
@@ -298,6 +305,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "tokens-partitions-ensure": {"task": "tokens.partitions_ensure", "schedule": 3600.0},
     "tokens-vend-bodies-compact": {"task": "tokens.vend_bodies_compact", "schedule": 3600.0},
     "tokens-archive-partitions": {"task": "tokens.archive_partitions", "schedule": 86400.0},
+    # Delivery reports (phone numbers) go with the SMS log's retention; their outcome is in the log.
+    "sms-reports-prune": {"task": "sms.reports_prune", "schedule": 86400.0},
 }
 
 # --- Vend history: partitions, replay window, retention (docs/partitioning.md) -------------------------

@@ -30,7 +30,7 @@ from .outbox import (
     notices_release,
     queue_for,
 )
-from .reports import REPORT_STATUS, delivery_report_receive, delivery_reports_apply_pending
+from .reports import REPORT_STATUS, delivery_report_receive, delivery_reports_apply_pending, delivery_reports_prune
 from .sending import message_record_failure, messages_claim, messages_count_sent, messages_send
 from .sweep import messages_reconcile, messages_sweep
 
@@ -40,6 +40,7 @@ __all__ = [
     "batches_with_notices_pending",
     "delivery_report_receive",
     "delivery_reports_apply_pending",
+    "delivery_reports_prune",
     "log_archive_cutoff",
     "log_partitions",
     "log_partitions_archive",

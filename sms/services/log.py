@@ -82,6 +82,13 @@ def messages_log_settled(
             return moved
 
 
+def report_match_since(now: dt.datetime) -> dt.datetime:
+    """The sweeps look for the messages of unapplied reports received from this moment on; an
+    older one is given up on (SMS_REPORT_MATCH_SECONDS): its message went to another application,
+    or to an archive, and looking again on every pass would only grow the pass."""
+    return now - dt.timedelta(seconds=settings.SMS_REPORT_MATCH_SECONDS)
+
+
 def log_reports_apply(*, provider_message_ids: Sequence[str] | None = None, limit: int = 5000) -> int:
     """Settle logged messages (moved as sent, unreported) whose final report came late: the log
     row takes the final status and the batch's tally counts it, once. With no ids, the sweep's
@@ -92,7 +99,9 @@ def log_reports_apply(*, provider_message_ids: Sequence[str] | None = None, limi
             return 0
         reports = reports.filter(provider_message_id__in=list(provider_message_ids))
     else:
-        reports = reports.filter(applied_at__isnull=True)
+        # Only recent ones (SMS_REPORT_MATCH_SECONDS): older unmatched reports are another
+        # application's or an archived message's, and would fill the pass's `limit` for ever.
+        reports = reports.filter(applied_at__isnull=True, received_at__gte=report_match_since(clock.now()))
     found = {
         pid: (status, reason)
         for pid, status, reason in reports.order_by("pk").values_list(

@@ -6,14 +6,18 @@ unapplied, until the worker stores the id or the sweep matches it.
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from collections.abc import Sequence
 
 from kplc_sts import clock
 from kplc_sts.db import by_vendor
 
 from .. import _pg, _portable
-from ..models import REPORT_FINAL_STATUS, Message
-from .log import log_reports_apply
+from ..models import REPORT_FINAL_STATUS, DeliveryReport, Message
+from .log import log_archive_cutoff, log_reports_apply, report_match_since
+
+logger = logging.getLogger(__name__)
 
 Status = Message.Status
 REPORT_STATUS = REPORT_FINAL_STATUS
@@ -55,8 +59,30 @@ def delivery_reports_apply_pending(
         provider_message_ids = [provider_message_id]
     if provider_message_ids is not None and not provider_message_ids:
         return 0
+    now = clock.now()
     return int(
         statements.reports_apply(
-            provider_message_ids=provider_message_ids, limit=limit, report_status=REPORT_STATUS, now=clock.now()
+            provider_message_ids=provider_message_ids,
+            limit=limit,
+            report_status=REPORT_STATUS,
+            now=now,
+            since=report_match_since(now) if provider_message_ids is None else None,
         )
     )
+
+
+def delivery_reports_prune(*, now: dt.datetime | None = None, chunk: int = 10_000) -> int:
+    """Delete the delivery reports received before the SMS log's retention cutoff (phone numbers:
+    kept no longer than the messages they report on, whose outcome the archived log keeps), a chunk
+    at a time so that no transaction holds many rows. Returns the reports deleted."""
+    cutoff = log_archive_cutoff(now=now)
+    old = DeliveryReport.objects.filter(received_at__lt=cutoff).order_by()
+    deleted = 0
+    while True:
+        ids = list(old.values_list("pk", flat=True)[:chunk])
+        if not ids:
+            break
+        deleted += DeliveryReport.objects.filter(pk__in=ids).delete()[0]
+    if deleted:
+        logger.info("delivery reports before %s deleted: %d", cutoff.isoformat(), deleted)
+    return deleted
