@@ -9,8 +9,12 @@ message and closes the socket, so the idle connection's socket turns readable. N
 an idle connection readable except an asynchronous notice (a parameter change after a reload), for
 which the full check still runs. So: not readable and idle means usable, without asking.
 
-What neither check sees quickly is a peer that vanished without closing (a cable cut): `SELECT 1`
-would wait for TCP's timeout as the request's first query does, so nothing is lost there.
+What the poll does not see is a server that vanished without closing: a cable cut, or a failover
+that moves the server's address to another host. Nothing reaches an idle socket then, so it looks
+usable; `SELECT 1` would have been answered by a reset (after a failover) and reconnected. With the
+poll, that connection's next request fails its first query instead (one error per pooled
+connection, each then closed and reopened by Django), a cost paid once per failover against a
+round trip saved on every request. A cable cut costs the same either way: both wait for TCP.
 """
 
 from __future__ import annotations
