@@ -20,6 +20,7 @@ from campaigns.services import batch_schedule, batches_start_due, campaign_creat
 from care.selectors import care_queues_count, meter_story_load
 from care.status import meter_timeline
 from kplc_sts import clock
+from sms.events import codes_delivered
 from sms.models import DeliveryReport, Message, MessageLog
 from sms.selectors import batch_status_counts, message_find, messages_of_meter
 from sms.services import (
@@ -320,8 +321,21 @@ def test_a_delivered_codes_sms_settles_once_in_a_transaction_with_its_bookkeepin
     if connection.vendor != "postgresql":
         pytest.skip("the one-statement report is PostgreSQL's; SQLite takes the portable path")
     Message.objects.filter(pk=sent_notice.pk).update(purpose=Message.Purpose.CODES)
-    with CaptureQueriesContext(connection) as captured:
+    fired: list[tuple[list[int], bool]] = []
+
+    def heard(sender, meter_ids, at, **kwargs):  # type: ignore[no-untyped-def]
+        # In the settle's own atomic block: the campaign's bookkeeping commits (or not) with it.
+        fired.append((list(meter_ids), connection.in_atomic_block and len(connection.savepoint_ids) > 0))
+
+    codes_delivered.connect(heard, dispatch_uid="test-codes-delivered")
+    try:
+        with CaptureQueriesContext(connection) as captured:
+            delivery_report_receive(provider_message_id=sent_notice.provider_message_id, status="Success")
+        assert fired == [([sent_notice.meter_id], True)]
         delivery_report_receive(provider_message_id=sent_notice.provider_message_id, status="Success")
+        assert len(fired) == 1  # the same report again: no second bookkeeping
+    finally:
+        codes_delivered.disconnect(dispatch_uid="test-codes-delivered")
     statements = [q["sql"] for q in captured.captured_queries]
     assert statements[1].startswith("SAVEPOINT"), statements  # the atomic block, inside the test's transaction
     assert len([sql for sql in statements if sql.startswith("WITH codes")]) == 2
