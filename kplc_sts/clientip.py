@@ -27,11 +27,18 @@ def _networks(entries: tuple[str, ...]) -> tuple[IPNetwork, ...]:
 
 def address_in(ip: str, networks: Iterable[str]) -> bool:
     """True if `ip` lies in one of `networks` (strings like "10.0.0.0/8"); False for a malformed ip."""
+    return _address_in(ip, tuple(networks))
+
+
+@lru_cache(maxsize=4096)
+def _address_in(ip: str, networks: tuple[str, ...]) -> bool:
+    # Asked three or four times a request (proxy headers, partner allowlist, access log, lockout)
+    # about the few addresses that call: parsing each time was a measurable part of a vend.
     try:
         address = ipaddress.ip_address(ip.strip())
     except ValueError:
         return False
-    return any(address in network for network in _networks(tuple(networks)))
+    return any(address in network for network in _networks(networks))
 
 
 def is_trusted_proxy(ip: str) -> bool:
