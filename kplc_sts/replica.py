@@ -47,7 +47,9 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
+from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connections
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
 logger = logging.getLogger("kplc_sts.replica")
@@ -68,7 +70,22 @@ _scope: ContextVar[_Scope | None] = ContextVar("kplc_sts_replica_scope", default
 
 def replica_configured() -> bool:
     """Whether a replica alias exists and replica reads are switched on (REPLICA_READS)."""
-    return REPLICA_ALIAS in settings.DATABASES and bool(getattr(settings, "REPLICA_READS", True))
+    # Asked by the router for every query (a vend makes about twenty): read from settings once,
+    # again only when a test changes them.
+    configured = _configured[0]
+    if configured is None:
+        configured = REPLICA_ALIAS in settings.DATABASES and bool(getattr(settings, "REPLICA_READS", True))
+        _configured[0] = configured
+    return configured
+
+
+_configured: list[bool | None] = [None]
+
+
+@receiver(setting_changed)
+def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("DATABASES", "REPLICA_READS"):
+        _configured[0] = None
 
 
 @contextlib.contextmanager
