@@ -296,6 +296,7 @@ def one_round(db: str, args: argparse.Namespace) -> dict[str, float]:
                 time.sleep(0.2)
         else:
             raise SystemExit("gunicorn did not come up")
+        vend_load.workers_settle(server.pid, args.workers)
         cpu = vend_load.CpuMeter(server.pid, url_for(db))
         meters = {"codes": data["codes"], "plain": data["plain"]}
         holder: dict[str, str] = {}

@@ -244,6 +244,26 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def workers_settle(server_pid: int, workers: int, timeout: float = 60.0) -> None:
+    """Wait until every gunicorn worker has booted (all forked, none using CPU for half a second).
+
+    /healthz answers as soon as one worker is up. The client's keep-alive connections, opened right
+    then, were taken by the workers already accepting and stayed on them for the whole run: with
+    the others still importing Django, a run could end up on two workers of four, the machine 66 %
+    busy and p50 four times longer, by luck of the boot order (seen on both sides of an A/B)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = _children(server_pid)
+        if len(children) >= workers:
+            before = {pid: _cpu_seconds(pid) for pid in children}
+            time.sleep(0.5)
+            if all(_cpu_seconds(pid) == used for pid, used in before.items()):
+                return
+        else:
+            time.sleep(0.2)
+    raise SystemExit("gunicorn's workers did not settle")
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
@@ -406,6 +426,7 @@ def main() -> None:
                 time.sleep(0.2)
         else:
             raise SystemExit("gunicorn did not come up")
+        workers_settle(server.pid, args.workers)
         meters = {"codes": data["codes"], "plain": data["plain"]}
         cpu = CpuMeter(server.pid, database_url)
         stats, window, used = asyncio.run(
