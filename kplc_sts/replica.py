@@ -68,24 +68,18 @@ class _Scope:
 _scope: ContextVar[_Scope | None] = ContextVar("kplc_sts_replica_scope", default=None)
 
 
+@functools.cache
 def replica_configured() -> bool:
     """Whether a replica alias exists and replica reads are switched on (REPLICA_READS)."""
-    # Asked by the router for every query (a vend makes about twenty): read from settings once,
-    # again only when a test changes them.
-    configured = _configured[0]
-    if configured is None:
-        configured = REPLICA_ALIAS in settings.DATABASES and bool(getattr(settings, "REPLICA_READS", True))
-        _configured[0] = configured
-    return configured
-
-
-_configured: list[bool | None] = [None]
+    # Cached: the router asks for every query (a vend makes about twenty); forgotten when a test
+    # changes the settings.
+    return REPLICA_ALIAS in settings.DATABASES and bool(getattr(settings, "REPLICA_READS", True))
 
 
 @receiver(setting_changed)
 def _settings_changed(*, setting: str, **kwargs: Any) -> None:
     if setting in ("DATABASES", "REPLICA_READS"):
-        _configured[0] = None
+        replica_configured.cache_clear()
 
 
 @contextlib.contextmanager

@@ -256,8 +256,7 @@ def log_partitions_ensure(*, first: dt.datetime, months: int) -> list[str]:
         end = _month_start(first.year, first.month + offset + 1)
         name = f"{_LOG}_{start:%Y%m}"
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [name])
-            if cursor.fetchone()[0]:
+            if partitions.partition_exists(cursor, name):
                 continue
             cursor.execute(f"CREATE TABLE {name} (LIKE {_LOG} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
             cursor.execute(

@@ -16,7 +16,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts.roles import AUDITOR, CARE_AGENT
-from campaigns.services import batch_schedule, batches_start_due, campaign_create
 from care.selectors import care_queues_count, meter_story_load
 from care.status import meter_timeline
 from kplc_sts import clock
@@ -132,19 +131,6 @@ def test_the_log_admin_lists_and_shows_a_logged_message(outbox, client, staff):
     assert listing.status_code == 200 and "MaxAttempts" in listing.content.decode()
     page = client.get(f"/admin/sms/messagelog/{made['failed'].pk}/change/")
     assert page.status_code == 200 and "KPLC: hello" in page.content.decode()
-
-
-@pytest.fixture
-def sent_notice(meter_factory):
-    meter_factory.create()
-    campaign = campaign_create(
-        name="C", sgcs=["600675"], from_krn=1, to_krn=2, deadline=dt.date(2030, 1, 1), daily_capacity=100
-    )
-    batch = batch_schedule(campaign=campaign, regions=[], sgcs=[], limit=1, scheduled_at=campaign.created_at)
-    batches_start_due()
-    message = Message.objects.get(batch_id=batch.pk)
-    assert message.status == "sent" and message.sent_counted
-    return message
 
 
 def test_a_late_delivery_report_settles_a_logged_message_once(client, settings, sent_notice):

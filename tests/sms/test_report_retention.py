@@ -8,7 +8,6 @@ import datetime as dt
 
 import pytest
 
-from campaigns.services import batch_schedule, batches_start_due, campaign_create
 from kplc_sts import clock
 from sms.models import DeliveryReport, Message, MessageLog
 from sms.services import (
@@ -24,18 +23,11 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def logged_sent(meter_factory, settings) -> MessageLog:
+def logged_sent(sent_notice, settings) -> MessageLog:
     """A notice sent, never reported, and moved to the log as sent."""
-    meter_factory.create()
-    campaign = campaign_create(
-        name="C", sgcs=["600675"], from_krn=1, to_krn=2, deadline=dt.date(2030, 1, 1), daily_capacity=100
-    )
-    batch = batch_schedule(campaign=campaign, regions=[], sgcs=[], limit=1, scheduled_at=campaign.created_at)
-    batches_start_due()
-    message = Message.objects.get(batch_id=batch.pk)
     later = clock.now() + dt.timedelta(seconds=settings.SMS_LOG_UNREPORTED_SECONDS + 60)
     assert messages_log_settled(now=later) == 1
-    return MessageLog.objects.get(pk=message.pk)
+    return MessageLog.objects.get(pk=sent_notice.pk)
 
 
 def _orphans(count: int, *, age: dt.timedelta) -> None:
