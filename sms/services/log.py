@@ -113,9 +113,13 @@ def log_reports_apply(*, provider_message_ids: Sequence[str] | None = None, limi
     now = clock.now()
     settled = 0
     with transaction.atomic():
+        # Never a month past retention: its partition is the archive's, which holds it in SHARE
+        # mode while it exports and then waits on the parent to DETACH; a report locking a row in
+        # it meanwhile would deadlock with the archive. Such a month is past disputes anyway; a
+        # constant bound also lets the planner leave those partitions out (and unlocked).
         logged = list(
             MessageLog.objects.select_for_update()
-            .filter(provider_message_id__in=sorted(found))
+            .filter(provider_message_id__in=sorted(found), created_at__gte=log_archive_cutoff(now=now))
             .order_by("pk")
             .values_list("pk", "created_at", "provider_message_id", "status", "batch_id", "purpose", "meter_id")
         )

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, transaction
 
 from kplc_sts import partitions
 from kplc_sts.db import portable_forced
@@ -285,6 +286,31 @@ def test_a_late_report_for_an_archived_message_finds_nothing_and_stays(months) -
     messages_sweep()
     report = DeliveryReport.objects.get(provider_message_id="ATX-jan")
     assert report.status == "Success" and report.applied_at is None  # kept as received
+
+
+@postgres
+@pytest.mark.django_db(transaction=True)  # the fixture's partitions committed: their DDL locks gone
+def test_a_late_report_never_locks_a_month_due_for_archive(months) -> None:
+    # The archive holds a due partition in SHARE mode, then waits on the parent for DETACH: a report
+    # transaction locking a row in that partition meanwhile would close a deadlock with it.
+    _log(203, FEBRUARY + dt.timedelta(days=2), "+254712000203", "KPLC: Feb", status="sent", delivered_at=None,
+         provider_message_id="ATX-feb")  # fmt: skip
+    with time_machine.travel(MID_MARCH, tick=False), transaction.atomic():
+        delivery_report_receive(provider_message_id="ATX-jan", status="Success", phone_number=OLD_TEXTS[103][0])
+        delivery_report_receive(provider_message_id="ATX-feb", status="Success", phone_number="+254712000203")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT relation::regclass::text, mode FROM pg_locks "
+                "WHERE pid = pg_backend_pid() AND relation IS NOT NULL"
+            )
+            locked = set(cursor.fetchall())
+    # ACCESS SHARE (a plain read) is harmless: only DETACH's ACCESS EXCLUSIVE conflicts with it,
+    # and DETACH waits for the parent first. A row lock's ROW SHARE / ROW EXCLUSIVE is what must not be.
+    row_locked = {name for name, mode in locked if mode in ("RowShareLock", "RowExclusiveLock")}
+    assert RECENT in row_locked and OLD not in row_locked, sorted(locked)
+    assert MessageLog.objects.get(pk=203).status == "delivered"
+    assert MessageLog.objects.get(pk=103).status == "sent"  # past retention: the archive's, not settled
+    assert DeliveryReport.objects.get(provider_message_id="ATX-jan").applied_at is None
 
 
 @postgres
