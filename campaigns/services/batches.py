@@ -263,7 +263,10 @@ def batch_notices_create(*, batch: Batch, now: dt.datetime | None = None) -> int
         created = sms.notices_insert_from(
             with_sql=with_sql, with_params=with_params, rows_sql=select_sql, rows_params=select_params, at=now
         )
-        Batch.objects.filter(pk=batch.pk).update(notices_created=created)
+        # When they were written, not when the start began: a meter whose update committed before the
+        # INSERT read the enrollments got none, and must have been updated before this instant.
+        written_at = max(now, clock.now())
+        Batch.objects.filter(pk=batch.pk).update(notices_created=created, notices_created_at=written_at)
         if created == 0:
             Batch.objects.filter(pk=batch.pk).update(status=Status.OPEN)
     logger.info("batch %s: %s notices created", batch.pk, created)

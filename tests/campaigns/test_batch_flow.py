@@ -90,3 +90,29 @@ def test_cancel_stops_unsent_notices_and_releases_unnotified_meters(campaign, me
     # The released meters can go in a new batch.
     again = batch_schedule(campaign=campaign, regions=[], sgcs=[], limit=10, scheduled_at=now)
     assert again.enrolled == 3
+
+
+def test_a_batch_records_when_its_notices_were_written_not_when_its_start_began(
+    campaign, meter_factory, now, monkeypatch
+):
+    """A meter updated while the start was under way (before the INSERT read the enrollments) gets
+    no notice; the batch's notices_created_at must be late enough to say so."""
+    import sms.services as sms_services
+    from campaigns.services import batches as batches_module
+
+    meter_factory.create_batch(3)
+    batch = batch_schedule(campaign=campaign, regions=[], sgcs=[], limit=3, scheduled_at=now)
+    clock_at = {"now": now}
+    monkeypatch.setattr(batches_module.clock, "now", lambda: clock_at["now"])
+    real_insert = sms_services.notices_insert_from
+
+    def insert_taking_five_minutes(**kwargs):
+        written = real_insert(**kwargs)
+        clock_at["now"] = now + dt.timedelta(minutes=5)
+        return written
+
+    monkeypatch.setattr(batches_module.sms, "notices_insert_from", insert_taking_five_minutes)
+    assert batch_notices_create(batch=batch, now=now) == 3
+    batch.refresh_from_db()
+    assert batch.started_at == now
+    assert batch.notices_created_at == now + dt.timedelta(minutes=5)
