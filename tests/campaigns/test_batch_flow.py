@@ -97,14 +97,13 @@ def test_a_batch_records_when_its_notices_were_written_not_when_its_start_began(
 ):
     """A meter updated while the start was under way (before the INSERT read the enrollments) gets
     no notice; the batch's notices_created_at must be late enough to say so."""
-    import sms.services as sms_services
     from campaigns.services import batches as batches_module
 
     meter_factory.create_batch(3)
     batch = batch_schedule(campaign=campaign, regions=[], sgcs=[], limit=3, scheduled_at=now)
     clock_at = {"now": now}
     monkeypatch.setattr(batches_module.clock, "now", lambda: clock_at["now"])
-    real_insert = sms_services.notices_insert_from
+    real_insert = batches_module.sms.notices_insert_from
 
     def insert_taking_five_minutes(**kwargs):
         written = real_insert(**kwargs)
