@@ -267,17 +267,20 @@ def test_a_mover_killed_mid_move_loses_and_doubles_nothing(outbox, tmp_path):
     assert not outbox_ids & set(MessageLog.objects.values_list("pk", flat=True))
 
 
-def test_a_report_that_beats_the_worker_costs_one_statement_and_waits(sent_notice):
+def test_a_report_that_beats_the_worker_is_stored_unapplied_and_waits(sent_notice):
     # The common race at speed: the gateway reports before the worker has committed the provider id.
-    # The report is found neither in the outbox nor in the log, so it is stored, unapplied, in the one
-    # statement, without a second look in the log; the sweep applies it once the id is known.
+    # The report is found neither in the outbox nor in the log: the report's statement stores it,
+    # unapplied, and one look in the log (a statement of its own, so that a report whose message
+    # the outbox holds never plans it) finds nothing; the sweep applies it once the id is known.
     if connection.vendor != "postgresql":
         pytest.skip("the one-statement report is PostgreSQL's; SQLite takes the portable path")
     with CaptureQueriesContext(connection) as captured:
         delivery_report_receive(provider_message_id="ATX-not-yet-recorded", status="Success")
     # The test's own transaction wraps the report's in a savepoint; those are not the report's statements.
     statements = [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
-    assert len(statements) == 1, statements
+    assert len(statements) == 2, statements
+    assert statements[0].startswith("WITH known") and "sms_messagelog" not in statements[0], statements
+    assert "sms_messagelog" in statements[1], statements
     report = DeliveryReport.objects.get(provider_message_id="ATX-not-yet-recorded")
     assert report.applied_at is None
     Message.objects.filter(pk=sent_notice.pk).update(provider_message_id="ATX-not-yet-recorded")
@@ -324,7 +327,7 @@ def test_a_delivered_codes_sms_settles_once_in_a_transaction_with_its_bookkeepin
         codes_delivered.disconnect(dispatch_uid="test-codes-delivered")
     statements = [q["sql"] for q in captured.captured_queries]
     assert statements[1].startswith("SAVEPOINT"), statements  # the atomic block, inside the test's transaction
-    assert len([sql for sql in statements if sql.startswith("WITH codes")]) == 2
+    assert len([sql for sql in statements if sql.startswith("WITH known")]) == 2
     sent_notice.refresh_from_db()
     assert sent_notice.status == "delivered"
     assert sms_tally_of(sent_notice.batch_id) == (1, 1, 0)
