@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from kplc_sts.callbacks import callback_allowed
 
-from .forms import DeliveryReportForm
+from .payloads import DeliveryReportPayload
 from .services import delivery_report_receive
 
 logger = logging.getLogger(__name__)
@@ -35,8 +35,8 @@ def delivery_report(request: HttpRequest, secret: str) -> HttpResponse:
             return JsonResponse({"error": "expected an object"}, status=400)
     else:
         data = request.POST
-    form = DeliveryReportForm.from_payload(data)
-    if not form.is_valid():
-        return JsonResponse({"error": "id and status are required", "fields": sorted(form.errors)}, status=400)
-    delivery_report_receive(**form.report_kwargs())
+    report = DeliveryReportPayload.from_payload(data)
+    if report.errors:
+        return JsonResponse({"error": "id and status are required", "fields": report.errors}, status=400)
+    delivery_report_receive(**report.values)
     return JsonResponse({"status": "ok"})

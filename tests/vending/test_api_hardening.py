@@ -55,12 +55,16 @@ def test_delivery_report_fields_out_of_range_are_clamped_or_ignored(settings, fi
         {"id": "x" * 65, "status": "Success"},
         {"id": "ATXid_1", "status": ["Success"]},
         {"status": "Success"},
+        {"id": "   ", "status": "Success"},
+        {"id": "ATXid_\u0000", "status": "Success"},
+        {"id": "ATXid_1", "status": "Success", "failureReason": "a\u0000b"},
     ],
 )
 def test_delivery_reports_without_a_usable_id_or_status_are_400(settings, payload) -> None:
     url = f"/sms/delivery-reports/{settings.SMS_DELIVERY_REPORT_SECRET}/"
     response = Client().post(url, json.dumps(payload), content_type="application/json")
     assert response.status_code == 400
+    assert response.json()["fields"]
     assert not DeliveryReport.objects.exists()
 
 
