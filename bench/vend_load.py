@@ -384,6 +384,9 @@ def main() -> None:
     )
     admin_sql(f'DROP DATABASE IF EXISTS "{args.db}"')
     admin_sql(f'CREATE DATABASE "{args.db}"')
+    # A run killed before its own flush leaves the partner's daily total and rate windows behind:
+    # the next warm-up would meet DAILY_LIMIT_EXCEEDED.
+    subprocess.run(["redis-cli", "-u", REDIS_URL, "flushdb"], capture_output=True, check=True)
     server = None
     try:
         subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
