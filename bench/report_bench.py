@@ -121,19 +121,19 @@ def _alternatives(_pg: Any) -> dict[str, Callable[..., Any]]:
 
     from sms.tallies import TALLY_SHARD_SQL
 
-    def before(report_values, final, failure_reason, at, *, spare_codes):  # type: ignore[no-untyped-def]
+    def before(report_values, final, failure_reason, at, log_since, *, spare_codes):  # type: ignore[no-untyped-def]
         """The statement of 2026-12-04 (b87d7a7): a codes CTE and the log probe inside."""
         return _statement(report_values, final, failure_reason, at, spare_codes=spare_codes, log_probe=True)
 
-    def no_log_probe(report_values, final, failure_reason, at, *, spare_codes):  # type: ignore[no-untyped-def]
+    def no_log_probe(report_values, final, failure_reason, at, log_since, *, spare_codes):  # type: ignore[no-untyped-def]
         """The current statement without the log probe (look_in_log from `known` alone)."""
         return _statement(report_values, final, failure_reason, at, spare_codes=spare_codes, log_probe=False)
 
-    def no_codes(report_values, final, failure_reason, at, *, spare_codes):  # type: ignore[no-untyped-def]
+    def no_codes(report_values, final, failure_reason, at, log_since, *, spare_codes):  # type: ignore[no-untyped-def]
         """Without the codes CTE (as if spare_codes were never asked)."""
         return _statement(report_values, final, failure_reason, at, spare_codes=False, log_probe=True)
 
-    def minimal(report_values, final, failure_reason, at, *, spare_codes):  # type: ignore[no-untyped-def]
+    def minimal(report_values, final, failure_reason, at, log_since, *, spare_codes):  # type: ignore[no-untyped-def]
         """Base's shape: known, settled, report, tally; no codes, no log probe."""
         return _statement(report_values, final, failure_reason, at, spare_codes=False, log_probe=False)
 

@@ -60,13 +60,15 @@ def report_receive(
     retry_count: int | None,
     final: str | None,
     now: dt.datetime,
+    log_since: dt.datetime,
 ) -> bool:
     """The whole report in one statement: store it (idempotent on the provider id), settle its
     message if the id is known, count it in the batch's tally. Returns whether the caller must
     look in the log: a final report that settled nothing in the outbox, for a message that was
     there when the statement began (moved by the mover meanwhile, or settled already) or that the
     log holds unsettled. A report for a message nowhere yet (it beat the worker's commit of the
-    provider id) needs no second look: it waits, unapplied, for the worker or the sweep."""
+    provider id) waits, unapplied, for the worker or the sweep. The log is looked in from
+    `log_since` on only: older months are the archive's, and log_reports_apply leaves them alone."""
     at = sql_value(now)
     report_values = [provider_message_id, status, failure_reason, phone_number, network_code, retry_count, at]
     with connection.cursor() as cursor:
@@ -85,19 +87,23 @@ def report_receive(
         # transaction (autocommit: one round trip, not BEGIN, statement, COMMIT). A delivered codes
         # SMS must commit with the campaign's bookkeeping: that statement leaves it alone and says
         # so, and it is done again in a transaction with the bookkeeping.
-        settled, look_in_log, codes = _report_statement(report_values, final, failure_reason, at, spare_codes=True)
+        settled, look_in_log, codes = _report_statement(
+            report_values, final, failure_reason, at, log_since, spare_codes=True
+        )
         if not codes:
             return look_in_log
         with transaction.atomic():
-            settled, look_in_log, _ = _report_statement(report_values, final, failure_reason, at, spare_codes=False)
+            settled, look_in_log, _ = _report_statement(
+                report_values, final, failure_reason, at, log_since, spare_codes=False
+            )
             _codes_delivered([meter_id for purpose, meter_id in settled if purpose == Purpose.CODES], now)
             return look_in_log
     # A failure report settles the message and counts it; nothing else hangs on it.
-    return _report_statement(report_values, final, failure_reason, at, spare_codes=False)[1]
+    return _report_statement(report_values, final, failure_reason, at, log_since, spare_codes=False)[1]
 
 
 def _report_statement(
-    report_values: list[Any], final: str, failure_reason: str, at: Any, *, spare_codes: bool
+    report_values: list[Any], final: str, failure_reason: str, at: Any, log_since: dt.datetime, *, spare_codes: bool
 ) -> tuple[list[tuple[str, int | None]], bool, bool]:
     """Store a final report, settle its message if the id is known, count it in the batch's tally,
     in one statement. Returns the (purpose, meter_id) settled, whether the caller must look in the
@@ -156,14 +162,17 @@ def _report_statement(
         if not settled and not codes:
             # Not settled here: settled already or moved to the log meanwhile (known), or a message
             # the outbox does not hold, which the log may hold unsettled.
-            look_in_log = bool(known) or _log_holds_unsettled(cursor, provider_message_id)
+            look_in_log = bool(known) or _log_holds_unsettled(cursor, provider_message_id, log_since)
     return [(purpose, meter_id) for purpose, meter_id, _, _ in settled], look_in_log, bool(codes)
 
 
-def _log_holds_unsettled(cursor: Any, provider_message_id: str) -> bool:
+def _log_holds_unsettled(cursor: Any, provider_message_id: str, since: dt.datetime) -> bool:
+    # The bound is a literal by the time PostgreSQL plans it: the months before it are pruned
+    # from the plan, not probed (and not locked against the archive's DETACH).
     cursor.execute(
-        f"SELECT EXISTS (SELECT 1 FROM {_LOG} WHERE provider_message_id = %s AND status = %s)",  # noqa: S608
-        [provider_message_id, Status.SENT],
+        f"SELECT EXISTS (SELECT 1 FROM {_LOG} WHERE provider_message_id = %s AND status = %s "  # noqa: S608
+        "AND created_at >= %s)",
+        [provider_message_id, Status.SENT, sql_value(since)],
     )
     return bool(cursor.fetchone()[0])
 

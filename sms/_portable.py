@@ -49,7 +49,11 @@ def report_receive(
     retry_count: int | None,
     final: str | None,
     now: dt.datetime,
+    log_since: dt.datetime,
 ) -> bool:
+    # log_since bounds the PostgreSQL twin's look in the log; here the caller's log_reports_apply,
+    # which applies the same bound, does the looking.
+    del log_since
     values = {
         "status": status,
         "failure_reason": failure_reason,

@@ -37,6 +37,7 @@ def delivery_report_receive(
     in the outbox, or, when the message has already moved to the log (a report later than
     SMS_LOG_UNREPORTED_SECONDS, or a race with the mover), there."""
     final = REPORT_STATUS.get(status[:16])
+    now = clock.now()
     look_in_log = statements.report_receive(
         provider_message_id=provider_message_id[:64],
         status=status[:16],
@@ -45,7 +46,8 @@ def delivery_report_receive(
         network_code=network_code[:8],
         retry_count=retry_count,
         final=final,
-        now=clock.now(),
+        now=now,
+        log_since=log_archive_cutoff(now=now),
     )
     if look_in_log:
         log_reports_apply(provider_message_ids=[provider_message_id[:64]])

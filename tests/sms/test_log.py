@@ -151,6 +151,27 @@ def test_a_late_delivery_report_settles_a_logged_message_once(client, settings, 
     assert batch_status_counts(batch_id=batch_id) == {"delivered": 1}
 
 
+def test_a_report_for_a_logged_message_past_retention_looks_no_further_than_the_archive_cutoff(settings, sent_notice):
+    # A month past SMS_LOG_MONTHS is the archive's: the report is stored, and neither the look in
+    # the log nor log_reports_apply touches that month (the one-statement path bounds its probe
+    # by the same cutoff that log_reports_apply uses).
+    later = clock.now() + dt.timedelta(seconds=settings.SMS_LOG_UNREPORTED_SECONDS + 60)
+    assert messages_log_settled(now=later) == 1
+    past = clock.now() - dt.timedelta(days=31 * (settings.SMS_LOG_MONTHS + 1))
+    MessageLog.objects.filter(pk=sent_notice.pk).update(created_at=past)
+    with CaptureQueriesContext(connection) as captured:
+        delivery_report_receive(provider_message_id=sent_notice.provider_message_id, status="Success")
+    assert not [q["sql"] for q in captured.captured_queries if "FOR UPDATE" in q["sql"]], captured.captured_queries
+    assert MessageLog.objects.get(pk=sent_notice.pk).status == "sent"
+    assert sms_tally_of(sent_notice.batch_id) == (1, 0, 0)
+    assert DeliveryReport.objects.get(provider_message_id=sent_notice.provider_message_id).applied_at is None
+    # Within retention the same report settles it.
+    MessageLog.objects.filter(pk=sent_notice.pk).update(created_at=clock.now())
+    delivery_report_receive(provider_message_id=sent_notice.provider_message_id, status="Success")
+    assert MessageLog.objects.get(pk=sent_notice.pk).status == "delivered"
+    assert sms_tally_of(sent_notice.batch_id) == (1, 1, 0)
+
+
 def test_the_sweep_applies_a_report_left_unapplied_for_a_logged_message(settings, sent_notice):
     later = clock.now() + dt.timedelta(seconds=settings.SMS_LOG_UNREPORTED_SECONDS + 60)
     messages_log_settled(now=later)
