@@ -120,6 +120,37 @@ def _differences(expected: dict[str, int], got: dict[str, Any]) -> dict[str, tup
     return {key: (value, got.get(key)) for key, value in expected.items() if got.get(key) != value}
 
 
+def _credit_tokens_check(
+    campaign: Campaign, by_meter_id: dict[int, Customer]
+) -> tuple[int, int, dict[str, dict[str, Any]]]:
+    """Credit tokens issued but never accepted by their meter, old-key tokens stranded by the update
+    (the brief's problem 4, not a violation), and up to five examples of the first kind."""
+    not_accepted = stranded = 0
+    examples: dict[str, dict[str, Any]] = {}
+    for meter_id, digits, krn, vend_id in IssuedToken.objects.filter(kind=IssuedToken.Kind.CREDIT).values_list(
+        "meter_id", "digits", "krn", "vend_id"
+    ):
+        customer = by_meter_id[meter_id]
+        if digits in customer.typed:
+            continue
+        if customer.non_compliant and krn == campaign.to_krn:
+            continue  # its meter cannot take the new key: refused by design, and care flagged it
+        if digits in customer.stranded and krn == campaign.from_krn:
+            stranded += 1  # an old-key token the customer had not loaded before the codes
+            continue
+        not_accepted += 1
+        if len(examples) < 5:
+            # Which token (its last digits, as the trace shows them), which vend, and what the customer did.
+            examples[customer.meter_number] = {
+                "token": digits[-4:],
+                "krn": krn,
+                "vend_id": vend_id,
+                "channel": customer.channel,
+                "trace": customer.trace,
+            }
+    return not_accepted, stranded, examples
+
+
 def invariants_check(
     sim: Simulation, *, campaign: Campaign, dashboard: Dashboard
 ) -> tuple[dict[str, int], dict[str, Any]]:
@@ -175,21 +206,10 @@ def invariants_check(
     violations["codes_differ_between_channels"] = differ
 
     # 3. Every token issued was accepted when typed in order; buyers after the batch opened are on the new key.
-    not_accepted = stranded = 0
     new_krn = campaign.to_krn
-    for meter_id, digits, krn in IssuedToken.objects.filter(kind=IssuedToken.Kind.CREDIT).values_list(
-        "meter_id", "digits", "krn"
-    ):
-        customer = by_meter_id[meter_id]
-        if digits in customer.typed:
-            continue
-        if customer.non_compliant and krn == new_krn:
-            continue  # its meter cannot take the new key: refused by design, and care flagged it
-        if digits in customer.stranded and krn == campaign.from_krn:
-            stranded += 1  # an old-key token the customer had not loaded before the codes
-            continue
-        not_accepted += 1
+    not_accepted, stranded, not_accepted_examples = _credit_tokens_check(campaign, by_meter_id)
     violations["tokens_not_accepted"] = not_accepted
+    details["tokens_not_accepted_examples"] = not_accepted_examples
     details["old_tokens_stranded_after_update"] = stranded
     violations["unexpected_meter_rejections"] = sim.invariants.unexpected_meter_rejections
     details["unexpected_rejection_traces"] = (

@@ -72,7 +72,9 @@ def test_a_small_campaign_with_faults_keeps_every_invariant(scratch_database, tm
     assert report_file.exists(), run.stdout[-3000:] + run.stderr[-3000:]
     report = json.loads(report_file.read_text())
     broken = {name: count for name, count in report["invariants"].items() if count}
-    assert broken == {}, (broken, report["errors"][:10], report["processes_died"], report["details"])
+    # The message as text, whole: pytest would cut a tuple's repr before the examples that explain it.
+    why = {"broken": broken, "errors": report["errors"][:10], "died": report["processes_died"], **report["details"]}
+    assert broken == {}, json.dumps(why, default=str)[:8000]
     assert run.returncode == 0 and report["passed"] is True
 
     # The play really exercised what the invariants speak about.

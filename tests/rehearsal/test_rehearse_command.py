@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -55,3 +57,38 @@ def test_the_expected_enrollment_state_is_the_furthest_the_customer_got():
     assert expected_state(customer) == "failed"
     customer.flagged = True
     assert expected_state(customer) == "non_compliant"
+
+
+def test_the_credit_token_check_counts_only_tokens_no_meter_took_and_names_them(meter_factory):
+    from campaigns.services import campaign_create
+    from rehearsal.checks import _credit_tokens_check
+    from tokens.models import IssuedToken
+
+    campaign = campaign_create(
+        name="Check", sgcs=["600675"], from_krn=1, to_krn=2, deadline=dt.date(2030, 8, 31), daily_capacity=100
+    )
+    customers = customers_draw(4, seed=3, behaviour=Behaviour())
+    meters = [meter_factory.create() for _ in customers]
+    by_meter_id = {meter.pk: customer for meter, customer in zip(meters, customers, strict=True)}
+
+    def issued(meter, digits: str, krn: int, tid: int) -> None:
+        IssuedToken.objects.create(
+            meter=meter, kind="credit", token_class=0, subclass=0, sgc="600675", krn=krn, base_date=1993,
+            tid=tid, digits=digits, issued_by="test",
+        )  # fmt: skip
+
+    typed, refused_by_design, stranded, lost = customers
+    issued(meters[0], "11110000000000000001", 1, 10)
+    typed.typed.add("11110000000000000001")
+    issued(meters[1], "22220000000000000002", 2, 10)
+    refused_by_design.non_compliant = True
+    issued(meters[2], "33330000000000000003", 1, 10)
+    stranded.stranded.add("33330000000000000003")
+    issued(meters[3], "44440000000000000004", 2, 10)
+    lost.note("06-17 12:00 bought: ['credit:0004']")
+
+    not_accepted, stranded_count, examples = _credit_tokens_check(campaign, by_meter_id)
+    assert (not_accepted, stranded_count) == (1, 1)
+    assert list(examples) == [lost.meter_number]
+    assert examples[lost.meter_number]["token"] == "0004" and examples[lost.meter_number]["krn"] == 2
+    assert examples[lost.meter_number]["trace"] == ["06-17 12:00 bought: ['credit:0004']"]
